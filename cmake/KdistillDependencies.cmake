@@ -1,0 +1,52 @@
+# Finds kdistill's dependencies. A missing one stops configuration with the Debian package that
+# provides it, rather than CMake's generic "could not find" message.
+include_guard(GLOBAL)
+
+macro(kdistill_require _name _package)
+  find_package(${_name} ${ARGN} QUIET)
+  if(NOT ${_name}_FOUND)
+    message(FATAL_ERROR
+      "kdistill: ${_name} was not found. On Debian 12 install it with:\n"
+      "    apt-get install ${_package}\n"
+      "or run scripts/setup.sh, which installs every dependency.")
+  endif()
+endmacro()
+
+kdistill_require(Torch libtorch-dev)
+kdistill_require(spdlog libspdlog-dev)
+kdistill_require(Eigen3 libeigen3-dev)
+kdistill_require(HDF5 libhdf5-dev COMPONENTS CXX)
+kdistill_require(ZLIB zlib1g-dev)
+kdistill_require(yaml-cpp libyaml-cpp-dev)
+kdistill_require(nlohmann_json nlohmann-json3-dev)
+if(KDISTILL_BUILD_EXAMPLES)
+  kdistill_require(CLI11 libcli11-dev)
+endif()
+if(KDISTILL_BUILD_TESTS)
+  kdistill_require(GTest libgtest-dev)
+endif()
+if(KDISTILL_BUILD_BENCH)
+  kdistill_require(benchmark libbenchmark-dev)
+endif()
+if(NOT Python3_EXECUTABLE AND EXISTS /usr/bin/python3)
+  # The python3 first on PATH may be an interpreter that cannot see Debian's python3-torch.
+  set(Python3_EXECUTABLE /usr/bin/python3 CACHE FILEPATH "Python used by tests and scripts")
+endif()
+
+# Debian's libtorch links libblas.so.3, which resolves to the reference BLAS unless an optimised
+# one is installed: dense layers then run ~40x slower. Say so loudly at configure time.
+set(_kd_blas_link "/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/libblas.so.3")
+if(EXISTS "${_kd_blas_link}")
+  file(REAL_PATH "${_kd_blas_link}" _kd_blas_real)
+  if(_kd_blas_real MATCHES "/blas/libblas")
+    message(WARNING
+      "kdistill: libtorch will load the REFERENCE BLAS (${_kd_blas_real}); dense layers will "
+      "run about 40x slower. Install libopenblas0-openmp (apt-get install libopenblas0-openmp).")
+  else()
+    message(STATUS "kdistill: BLAS behind libblas.so.3: ${_kd_blas_real}")
+  endif()
+endif()
+
+if(Torch_VERSION)
+  message(STATUS "kdistill: LibTorch ${Torch_VERSION}")
+endif()

@@ -1,0 +1,180 @@
+// `kdistill demo`: the README's main command. Trains a teacher on every label of Fashion-MNIST,
+// then the same student twice with the same seed, initialisation and step budget: once from the
+// labels alone (the baseline) and once by distillation, where the teacher's soft targets cover
+// every training image but only the first --labels images keep their label. Prints the trade-off.
+#include <iostream>
+#include <memory>
+
+#include <spdlog/spdlog.h>
+#include <torch/torch.h>
+
+#include "commands.h"
+#include "kdistill/kdistill.h"
+
+namespace kdistill::cli {
+namespace {
+
+struct DemoArgs {
+  std::string data = data::kFashionMnistDir;
+  std::string teacher = "mlp:1200,1200";
+  std::string student = "mlp:64";
+  int64_t epochs_teacher = 10;
+  int64_t epochs_student = 10;
+  double temperature = 4.0;
+  double alpha = 0.9;
+  int64_t batch_size = 128;
+  double lr = 0.05;
+  double teacher_lr = 0.05;
+  uint64_t seed = 0;
+  int threads = 2;
+  std::string device = "cpu";
+  int64_t labels = 3000;
+  std::string report;
+  int64_t validation = 0;
+  double bench_seconds = 0.5;
+};
+
+TrainerOptions common(const DemoArgs& a, int64_t epochs, double lr) {
+  return TrainerOptions()
+      .epochs(epochs)
+      .batch_size(a.batch_size)
+      .lr(lr)
+      .momentum(0.9)
+      .weight_decay(5e-4)
+      .schedule("cosine")
+      .seed(a.seed)
+      .device(a.device)
+      .threads(a.threads);
+}
+
+bench::ModelReport describe(Model& model, const TrainResult& r) {
+  bench::ModelReport m;
+  m.arch = model.arch();
+  m.params = model.num_parameters();
+  m.accuracy = r.final_eval.accuracy;
+  if (r.final_eval.agreement >= 0) m.agreement = r.final_eval.agreement;
+  m.train_samples_per_s = r.train_samples_per_s;
+  return m;
+}
+
+int run_demo(const DemoArgs& a) {
+  const auto device = parse_device(a.device);
+  set_threads(a.threads);
+  check(a.labels >= 0, "demo: --labels must be >= 0, got ", a.labels);
+  // Hyperparameters are checked before anything trains: a bad --alpha must not cost a teacher.
+  check(a.temperature > 0, "demo: --temperature must be > 0, got ", a.temperature);
+  check(a.alpha >= 0 && a.alpha <= 1, "demo: --alpha must be in [0, 1], got ", a.alpha);
+  check(a.lr > 0 && a.teacher_lr > 0, "demo: --lr and --teacher-lr must be > 0, got ", a.lr, " and ", a.teacher_lr);
+  check(a.validation >= 0, "demo: --validation must be >= 0, got ", a.validation);
+  auto splits = data::load_mnist_family(a.data, "fashion-mnist");
+  data::TensorDataset train = splits.train, eval = splits.test;
+  if (a.validation > 0) {
+    // Tuning mode: hold out the last images of the training set and never touch the test set.
+    check(a.validation < train.size(), "demo: --validation ", a.validation, " must be below the training set size ",
+          train.size());
+    eval = train.slice(train.size() - a.validation, train.size());
+    train = train.slice(0, train.size() - a.validation);
+    logger()->info("tuning mode: evaluating on the last {} training images, not on the test set", a.validation);
+  }
+  check(a.batch_size <= train.size(), "demo: --batch-size: batch_size ", a.batch_size,
+        " is larger than the training set (", train.size(), " samples)");
+  const int64_t labels = (a.labels == 0 || a.labels >= train.size()) ? train.size() : a.labels;
+  const auto shape = train.sample_shape();
+  const int64_t classes = train.num_classes();
+
+  // All three models are built before anything trains, so that a bad spec fails at once. Both
+  // students start from the same initial weights.
+  torch::manual_seed(a.seed);
+  auto teacher = build_model(a.teacher, shape, classes, 0.2);
+  torch::manual_seed(data::mix_seed(a.seed, 100));
+  auto kd_student = build_model(a.student, shape, classes);
+  torch::manual_seed(data::mix_seed(a.seed, 100));
+  auto scratch_student = build_model(a.student, shape, classes);
+
+  logger()->info("teacher {}: {} epochs on {} labelled images", a.teacher, a.epochs_teacher, train.size());
+  DistillTrainer teacher_trainer(teacher, nullptr, common(a, a.epochs_teacher, a.teacher_lr));
+  auto teacher_result = teacher_trainer.fit(train, &eval);
+
+  auto transfer = train.with_label_budget(labels);
+  const int64_t kd_steps = a.epochs_student * ((train.size() + a.batch_size - 1) / a.batch_size);
+  logger()->info("student {} by distillation: {} epochs over {} images, {} with labels, T={} alpha={}", a.student,
+                 a.epochs_student, transfer.size(), labels, a.temperature, a.alpha);
+  auto kd_opts = common(a, a.epochs_student, a.lr).loss(KDLossOptions().temperature(a.temperature).alpha(a.alpha));
+  DistillTrainer kd_trainer(kd_student, std::make_shared<ModelTeacher>(teacher), kd_opts);
+  auto kd_result = kd_trainer.fit(transfer, &eval);
+
+  // The baseline gets the same number of optimizer steps, on the labelled images only.
+  auto labelled = transfer.labelled_only();
+  const int64_t batch = std::min(a.batch_size, labelled.size());
+  const int64_t spe = (labelled.size() + batch - 1) / batch;
+  logger()->info("student {} from labels alone: {} steps on {} labelled images", a.student, kd_steps, labelled.size());
+  auto scratch_opts = common(a, (kd_steps + spe - 1) / spe, a.lr).batch_size(batch).max_steps(kd_steps);
+  DistillTrainer scratch_trainer(scratch_student, nullptr, scratch_opts);
+  auto teacher_eval_logits = predict(teacher, eval);
+  auto scratch_result = scratch_trainer.fit(labelled, &eval);
+  scratch_result.final_eval.agreement = metrics::agreement(predict(scratch_student, eval), teacher_eval_logits);
+
+  logger()->info("measuring latency");
+  auto lat = bench::LatencyOptions().min_seconds(a.bench_seconds).min_iters(200).threads(a.threads);
+  bench::Report report;
+  report.device = a.device;
+  report.threads = torch::get_num_threads();
+  report.dataset_name = "fashion-mnist";
+  report.train = train.size();
+  report.test = eval.size();
+  report.labeled = labels;
+  report.temperature = a.temperature;
+  report.alpha = a.alpha;
+  report.models = {{"teacher", describe(teacher, teacher_result)},
+                   {"student_scratch", describe(scratch_student, scratch_result)},
+                   {"student_kd", describe(kd_student, kd_result)}};
+  Model* models[] = {&teacher, &scratch_student, &kd_student};
+  for (size_t i = 0; i < 3; ++i) {
+    report.models[i].second.latency = bench::measure_model(*models[i], shape, {1, 256}, device, lat);
+  }
+
+  std::cout << "\n" << bench::to_markdown(report) << "\n";
+  const auto& t = report.models[0].second;
+  const auto& s = report.models[1].second;
+  const auto& k = report.models[2].second;
+  std::cout << fmt::format(
+      "distillation vs labels alone: {:+.2f} points ({:.2f}% -> {:.2f}%) with {} of {} labels\n"
+      "the distilled student keeps {:.1f}% of the teacher's accuracy with {:.1f}% of its parameters\n",
+      100 * (k.accuracy - s.accuracy), 100 * s.accuracy, 100 * k.accuracy, labels, train.size(),
+      100 * k.accuracy / t.accuracy, 100.0 * static_cast<double>(k.params) / static_cast<double>(t.params));
+  if (!a.report.empty()) {
+    io::atomic_write_string(a.report, bench::to_json(report));
+    std::cout << "report written to " << a.report << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+Run add_demo(CLI::App& app) {
+  auto a = std::make_shared<DemoArgs>();
+  app.add_option("--data", a->data, "MNIST-family directory (IDX files, .gz or plain)")->capture_default_str();
+  app.add_option("--teacher", a->teacher, "Teacher: mlp:W1,W2,... or cnn")->capture_default_str();
+  app.add_option("--student", a->student, "Student: mlp:W,... or cnn:W1,W2,...")->capture_default_str();
+  app.add_option("--epochs-teacher", a->epochs_teacher, "Teacher epochs")->capture_default_str()->check(CLI::Range(1, 1000));
+  app.add_option("--epochs-student", a->epochs_student, "Student epochs over the transfer set")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  app.add_option("--temperature", a->temperature, "Distillation temperature T")->capture_default_str();
+  app.add_option("--alpha", a->alpha, "Weight of the soft (teacher) term")->capture_default_str();
+  app.add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str()->check(CLI::Range(1, 1 << 20));
+  app.add_option("--lr", a->lr, "Students' peak learning rate (SGD, momentum 0.9, cosine)")->capture_default_str();
+  app.add_option("--teacher-lr", a->teacher_lr, "Teacher's peak learning rate")->capture_default_str();
+  app.add_option("--seed", a->seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
+  app.add_option("--threads", a->threads, "Intra-op threads")->capture_default_str()->check(CLI::Range(1, 1024));
+  app.add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--labels", a->labels, "Labels the students get (the first N images); 0 = all")->capture_default_str();
+  app.add_option("--report", a->report, "Write the JSON report here");
+  app.add_option("--validation", a->validation,
+                 "Tuning: evaluate on the last N training images instead of the test set")
+      ->capture_default_str();
+  app.add_option("--bench-seconds", a->bench_seconds, "Timed seconds per model and batch size")->capture_default_str();
+  return [a] { return run_demo(*a); };
+}
+
+}  // namespace kdistill::cli

@@ -1,0 +1,64 @@
+#pragma once
+
+#include <cstdint>
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include "kdistill/data/tensor_dataset.h"
+
+namespace kdistill::data {
+
+/// One mini-batch: inputs, targets (-1 = unlabelled) and the samples' row indices in the data set.
+struct Batch {
+  torch::Tensor inputs;
+  torch::Tensor targets;
+  torch::Tensor indices;  ///< int64 `[B]`, on the CPU: which rows of the data set these are
+};
+
+/// Options for `BatchIterator`.
+struct BatchOptions {
+  /// Samples per batch; must be in [1, N].
+  TORCH_ARG(int64_t, batch_size) = 128;
+  /// Shuffle the order each epoch (seeded: the same seed and epoch give the same order).
+  TORCH_ARG(bool, shuffle) = true;
+  /// Drop a final batch smaller than `batch_size`.
+  TORCH_ARG(bool, drop_last) = false;
+  /// Seed of the shuffle; the order of epoch e depends on (seed, e) only.
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// Device the batches are placed on.
+  TORCH_ARG(torch::Device, device) = torch::kCPU;
+};
+
+/// Slices a `TensorDataset` into mini-batches of one epoch.
+///
+/// Batches are gathered whole (one `index_select` per batch, no per-sample work) and are
+/// random-access, so a resumed run can start in the middle of an epoch. The order depends only
+/// on (seed, epoch): no hidden generator state to save.
+///
+/// The iterator keeps a reference to `dataset`, which must outlive it.
+///
+/// Example:
+/// ```
+/// kdistill::data::BatchIterator it(train, kdistill::data::BatchOptions().batch_size(128).seed(1), epoch);
+/// for (int64_t i = 0; i < it.num_batches(); ++i) { auto b = it.batch(i); /* b.inputs, b.targets */ }
+/// ```
+class BatchIterator {
+ public:
+  BatchIterator(const TensorDataset& dataset, BatchOptions options, int64_t epoch = 0);
+  /// Number of batches in this epoch.
+  int64_t num_batches() const { return num_batches_; }
+  /// Batch `i` of this epoch, `i` in [0, num_batches()).
+  Batch batch(int64_t i) const;
+
+ private:
+  const TensorDataset& dataset_;
+  BatchOptions options_;
+  torch::Tensor order_;  // int64 [N] permutation, undefined when not shuffling
+  int64_t num_batches_ = 0;
+};
+
+/// The 64-bit seed for (seed, stream): distinct streams give well-separated seeds (splitmix64).
+uint64_t mix_seed(uint64_t seed, uint64_t stream);
+
+}  // namespace kdistill::data

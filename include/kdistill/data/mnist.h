@@ -1,0 +1,33 @@
+#pragma once
+
+#include <string>
+
+#include "kdistill/data/tensor_dataset.h"
+
+namespace kdistill::data {
+
+/// The training and test splits of an MNIST-family data set, normalised alike.
+struct ImageSplits {
+  TensorDataset train;
+  TensorDataset test;
+  double mean = 0;  ///< training-set pixel mean (pixels scaled to [0, 1])
+  double std = 1;   ///< training-set pixel standard deviation
+};
+
+/// Default location of Debian's `dataset-fashion-mnist` package.
+inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+
+/// Loads an MNIST-family directory (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`,
+/// `t10k-images-idx3-ubyte[.gz]`, `t10k-labels-idx1-ubyte[.gz]`).
+///
+/// Images become float `[N, 1, H, W]`, scaled to [0, 1] and normalised by the training set's mean
+/// and standard deviation; labels int64 `[N]`. A missing file throws `kdistill::Error` listing the
+/// files looked for and, for the default directory, the Debian package that provides them.
+///
+/// Example:
+/// ```
+/// auto splits = kdistill::data::load_mnist_family(kdistill::data::kFashionMnistDir, "fashion-mnist");
+/// ```
+ImageSplits load_mnist_family(const std::string& dir, const std::string& name = "mnist");
+
+}  // namespace kdistill::data

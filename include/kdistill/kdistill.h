@@ -1,0 +1,28 @@
+#pragma once
+
+/// The umbrella header: everything in kdistill's public API.
+///
+/// Example:
+/// ```
+/// #include <kdistill/kdistill.h>
+/// auto loss = kdistill::kd_loss(s, t, y, kdistill::KDLossOptions().temperature(4.0).alpha(0.9));
+/// ```
+
+#include "kdistill/bench/latency.h"
+#include "kdistill/bench/report.h"
+#include "kdistill/core/error.h"
+#include "kdistill/core/logging.h"
+#include "kdistill/core/system.h"
+#include "kdistill/data/batch_iterator.h"
+#include "kdistill/data/idx.h"
+#include "kdistill/data/mnist.h"
+#include "kdistill/data/tensor_dataset.h"
+#include "kdistill/io/atomic_file.h"
+#include "kdistill/io/sha256.h"
+#include "kdistill/losses/kd_loss.h"
+#include "kdistill/metrics/metrics.h"
+#include "kdistill/models/builders.h"
+#include "kdistill/models/model.h"
+#include "kdistill/teachers/teacher.h"
+#include "kdistill/train/trainer.h"
+#include "kdistill/version.h"

@@ -1,0 +1,160 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <torch/arg.h>
+#include <torch/types.h>
+
+#include "kdistill/data/tensor_dataset.h"
+#include "kdistill/losses/kd_loss.h"
+#include "kdistill/metrics/metrics.h"
+#include "kdistill/models/model.h"
+#include "kdistill/teachers/teacher.h"
+
+namespace kdistill {
+
+/// Options for `DistillTrainer`. Every field has a default; set the ones you need.
+///
+/// Example:
+/// ```
+/// auto opts = kdistill::TrainerOptions().epochs(5).lr(0.05).schedule("cosine").seed(1)
+///                 .loss(kdistill::KDLossOptions().temperature(4).alpha(0.9)).output_dir("runs/a");
+/// ```
+struct TrainerOptions {
+  /// Passes over the training set.
+  TORCH_ARG(int64_t, epochs) = 10;
+  /// If > 0, stop after this many optimizer steps (the schedule spans them), even mid-epoch.
+  TORCH_ARG(int64_t, max_steps) = 0;
+  /// Samples per step.
+  TORCH_ARG(int64_t, batch_size) = 128;
+  /// "sgd", "adam" or "adamw".
+  TORCH_ARG(std::string, optimizer) = "sgd";
+  /// Peak learning rate.
+  TORCH_ARG(double, lr) = 0.05;
+  /// SGD momentum (0 disables it).
+  TORCH_ARG(double, momentum) = 0.9;
+  /// Nesterov momentum for SGD.
+  TORCH_ARG(bool, nesterov) = false;
+  /// L2 penalty (SGD, Adam) or decoupled weight decay (AdamW).
+  TORCH_ARG(double, weight_decay) = 0.0;
+  /// Learning-rate schedule after warm-up: "constant", "step" or "cosine" (to 0 at the last step).
+  TORCH_ARG(std::string, schedule) = "constant";
+  /// Linear warm-up from lr/warmup_steps to lr over this many steps.
+  TORCH_ARG(int64_t, warmup_steps) = 0;
+  /// "step" schedule: multiply the rate by `gamma` every `step_size` steps (0: every epoch).
+  TORCH_ARG(int64_t, step_size) = 0;
+  TORCH_ARG(double, gamma) = 0.1;
+  /// Clip the global gradient norm to this value; 0 disables clipping.
+  TORCH_ARG(double, grad_clip_norm) = 0.0;
+  /// Seeds the shuffle and LibTorch's generator (dropout): same seed, same threads, same result.
+  TORCH_ARG(uint64_t, seed) = 0;
+  /// "cpu", "cuda" or "cuda:N".
+  TORCH_ARG(std::string, device) = "cpu";
+  /// Intra-op threads; 0 leaves LibTorch's setting alone.
+  TORCH_ARG(int, threads) = 0;
+  /// The distillation loss (ignored when there is no teacher: the student learns from labels).
+  TORCH_ARG(KDLossOptions, loss) = {};
+  /// Where checkpoints and metrics.jsonl go; empty writes no files.
+  TORCH_ARG(std::string, output_dir) = "";
+  /// Write a checkpoint every N steps (0: only at the end of each epoch). Needs `output_dir`.
+  TORCH_ARG(int64_t, checkpoint_every) = 0;
+  /// Append a step line to metrics.jsonl every N steps (0: epoch lines only).
+  TORCH_ARG(int64_t, log_every) = 100;
+  /// Batch size for evaluation passes.
+  TORCH_ARG(int64_t, eval_batch_size) = 1000;
+  /// Show a progress bar when stderr is a terminal (plain log lines otherwise).
+  TORCH_ARG(bool, progress) = true;
+  /// What a non-finite loss does: "stop" (throw, naming the step; the last checkpoint stays) or
+  /// "skip" (drop that step's update and go on).
+  TORCH_ARG(std::string, on_nonfinite) = "stop";
+};
+
+/// What a step callback sees.
+struct StepInfo {
+  int64_t epoch = 0;  ///< 0-based epoch
+  int64_t step = 0;   ///< optimizer steps done so far, this one included
+  int64_t batch = 0;  ///< batch index within the epoch
+  double loss = 0;
+  double lr = 0;
+};
+
+/// Metrics at the end of an epoch.
+struct EpochMetrics {
+  int64_t epoch = 0;         ///< 0-based
+  int64_t step = 0;          ///< steps done at the end of this epoch
+  double train_loss = 0;     ///< mean loss over the epoch's steps (this process's)
+  double lr = 0;             ///< learning rate of the last step
+  double samples_per_s = 0;  ///< training throughput over the epoch, evaluation excluded
+  metrics::Evaluation eval;  ///< on the evaluation set (samples == 0 when none was given)
+};
+
+/// The outcome of `DistillTrainer::fit`.
+struct TrainResult {
+  std::vector<EpochMetrics> epochs;  ///< epochs run by this call
+  metrics::Evaluation final_eval;    ///< last evaluation of the student
+  double teacher_accuracy = -1;      ///< teacher on the evaluation set; -1 if not measured
+  double train_samples_per_s = 0;    ///< over all training steps of this call
+  int64_t steps = 0;                 ///< total steps done (resumed ones included)
+  int64_t resumed_from_step = -1;    ///< the checkpoint's step, or -1 for a fresh run
+};
+
+/// Trains a student on a teacher's softened outputs (or, with no teacher, on labels alone: the
+/// baseline, trained by the same code with the same seed and budget).
+///
+/// Per step: batch → teacher logits (live model, or a cache by sample index) → `kd_loss` →
+/// backward → optional clipping → optimizer step. Per epoch: evaluation (accuracy, NLL, ECE,
+/// agreement with the teacher), a metrics.jsonl line and an atomic checkpoint. A run killed at
+/// any point and resumed with `resume()` ends with bitwise the same student weights on the CPU as
+/// an uninterrupted run (same seed and thread count).
+///
+/// Example:
+/// ```
+/// kdistill::DistillTrainer trainer(student, teacher, kdistill::TrainerOptions().epochs(4).seed(0));
+/// auto result = trainer.fit(train, &test);
+/// ```
+class DistillTrainer {
+ public:
+  /// `teacher` may be null: the student then learns from labels alone.
+  DistillTrainer(Model student, std::shared_ptr<Teacher> teacher, TrainerOptions options = {});
+
+  /// Called after every optimizer step.
+  void on_step(std::function<void(const StepInfo&)> callback);
+  /// Called after every epoch's evaluation.
+  void on_epoch(std::function<void(const EpochMetrics&)> callback);
+
+  /// Loads `path`, or `output_dir/checkpoints/last.pt` when empty, so that `fit` continues from
+  /// it. Returns false when there is no checkpoint to resume (a fresh run). A corrupt or
+  /// mismatched checkpoint throws `kdistill::Error` and changes nothing.
+  bool resume(const std::string& path = "");
+
+  /// Trains on `train`, evaluating on `eval` (if given) after every epoch.
+  TrainResult fit(const data::TensorDataset& train, const data::TensorDataset* eval = nullptr);
+
+  /// Writes a checkpoint (student, optimizer, progress, RNG state) atomically to `path`.
+  void save_checkpoint(const std::string& path) const;
+
+  /// The student being trained.
+  Model& student() { return student_; }
+  const TrainerOptions& options() const { return options_; }
+
+ private:
+  struct State;
+  Model student_;
+  std::shared_ptr<Teacher> teacher_;
+  TrainerOptions options_;
+  std::shared_ptr<State> state_;
+};
+
+/// Logits of `model` for every sample of `dataset`, in eval mode and without gradients, computed
+/// in batches of `batch_size` on the model's device and returned on the CPU. The model's
+/// training mode is restored afterwards.
+torch::Tensor predict(Model& model, const data::TensorDataset& dataset, int64_t batch_size = 1000);
+
+/// Metrics of `model` on `dataset`; with `teacher_logits` (`[N, C]`) also the agreement.
+metrics::Evaluation evaluate(Model& model, const data::TensorDataset& dataset,
+                             const torch::Tensor& teacher_logits = {}, int64_t batch_size = 1000);
+
+}  // namespace kdistill

@@ -1,0 +1,56 @@
+#include "kdistill/data/batch_iterator.h"
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <torch/torch.h>
+
+#include "kdistill/core/error.h"
+
+namespace kdistill::data {
+
+uint64_t mix_seed(uint64_t seed, uint64_t stream) {
+  uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (stream + 1);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+BatchIterator::BatchIterator(const TensorDataset& dataset, BatchOptions options, int64_t epoch)
+    : dataset_(dataset), options_(std::move(options)) {
+  const int64_t n = dataset.size();
+  const int64_t b = options_.batch_size();
+  check(n > 0, "BatchIterator: the data set '", dataset.name(), "' is empty");
+  check(b >= 1 && b <= n, "BatchIterator: batch_size must be in [1, ", n, "] (the data set size), got ", b);
+  check(epoch >= 0, "BatchIterator: epoch must be >= 0, got ", epoch);
+  num_batches_ = options_.drop_last() ? n / b : (n + b - 1) / b;
+  if (options_.shuffle()) {
+    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options_.seed(), static_cast<uint64_t>(epoch)));
+    order_ = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
+  }
+}
+
+Batch BatchIterator::batch(int64_t i) const {
+  check(i >= 0 && i < num_batches_, "BatchIterator::batch: index ", i, " is outside [0, ", num_batches_, ")");
+  const int64_t b = options_.batch_size();
+  const int64_t start = i * b;
+  const int64_t len = std::min(b, dataset_.size() - start);
+  const auto& device = options_.device();
+  Batch out;
+  if (order_.defined()) {
+    out.indices = order_.narrow(0, start, len);
+    const auto& f = dataset_.features();
+    auto idx = f.device() == out.indices.device() ? out.indices : out.indices.to(f.device());
+    out.inputs = f.index_select(0, idx);
+    out.targets = dataset_.targets().index_select(0, idx);
+  } else {
+    out.indices = torch::arange(start, start + len, torch::kLong);
+    out.inputs = dataset_.features().narrow(0, start, len);
+    out.targets = dataset_.targets().narrow(0, start, len);
+  }
+  if (out.inputs.device() != device) {
+    out.inputs = out.inputs.to(device, /*non_blocking=*/true);
+    out.targets = out.targets.to(device, /*non_blocking=*/true);
+  }
+  return out;
+}
+
+}  // namespace kdistill::data

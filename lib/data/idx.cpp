@@ -1,0 +1,116 @@
+#include "kdistill/data/idx.h"
+
+#include <zlib.h>
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include <torch/torch.h>
+
+#include "kdistill/core/error.h"
+
+namespace kdistill::data {
+namespace {
+
+constexpr int kMaxDims = 4;
+
+// gzread reads gzip streams and, transparently, plain files: one code path for both.
+class GzFile {
+ public:
+  GzFile(const std::string& path, const char* mode) : path_(path), file_(gzopen(path.c_str(), mode)) {
+    if (!file_) fail("read_idx: cannot open ", path, ": ", std::strerror(errno));
+  }
+  ~GzFile() {
+    if (file_) gzclose(file_);
+  }
+  GzFile(const GzFile&) = delete;
+  GzFile& operator=(const GzFile&) = delete;
+
+  // Reads exactly n bytes or fails, naming what was being read.
+  void read_exact(void* dst, size_t n, const char* what) {
+    auto* out = static_cast<unsigned char*>(dst);
+    size_t done = 0;
+    while (done < n) {
+      const unsigned chunk = static_cast<unsigned>(std::min<size_t>(n - done, 1u << 30));
+      int got = gzread(file_, out + done, chunk);
+      if (got < 0) fail("read_idx: ", path_, ": corrupt gzip stream while reading ", what, " (", error(), ")");
+      if (got == 0) {
+        fail("read_idx: ", path_, ": file is truncated: expected ", n, " bytes of ", what, ", got ", done);
+      }
+      done += static_cast<size_t>(got);
+    }
+  }
+
+  bool at_end() {
+    unsigned char extra;
+    int got = gzread(file_, &extra, 1);
+    if (got < 0) fail("read_idx: ", path_, ": corrupt gzip stream at the end of the data (", error(), ")");
+    return got == 0;
+  }
+
+  gzFile get() { return file_; }
+
+ private:
+  std::string error() {
+    int code = 0;
+    const char* msg = gzerror(file_, &code);
+    return msg ? msg : "unknown error";
+  }
+  std::string path_;
+  gzFile file_;
+};
+
+uint32_t big_endian(const unsigned char* b) {
+  return (uint32_t{b[0]} << 24) | (uint32_t{b[1]} << 16) | (uint32_t{b[2]} << 8) | uint32_t{b[3]};
+}
+
+}  // namespace
+
+torch::Tensor read_idx(const std::string& path) {
+  GzFile file(path, "rb");
+  std::array<unsigned char, 4> magic{};
+  file.read_exact(magic.data(), 4, "the magic number");
+  const int type = magic[2];
+  const int ndim = magic[3];
+  if (magic[0] != 0 || magic[1] != 0 || type != 0x08 || ndim < 1 || ndim > kMaxDims) {
+    fail("read_idx: ", path, ": not an unsigned-byte IDX file: expected magic 00 00 08 0N with N in [1, ",
+         kMaxDims, "], got ", std::hex, int{magic[0]}, " ", int{magic[1]}, " ", type, " ", ndim);
+  }
+  std::vector<int64_t> dims(ndim);
+  int64_t count = 1;
+  for (int i = 0; i < ndim; ++i) {
+    std::array<unsigned char, 4> b{};
+    file.read_exact(b.data(), 4, "the dimensions");
+    dims[i] = big_endian(b.data());
+    check(dims[i] > 0, "read_idx: ", path, ": dimension ", i, " is 0");
+    check(count <= (int64_t{1} << 40) / dims[i], "read_idx: ", path, ": dimensions ", dims, " are too large");
+    count *= dims[i];
+  }
+  auto values = torch::empty(dims, torch::kUInt8);
+  file.read_exact(values.data_ptr<uint8_t>(), static_cast<size_t>(count), "the payload");
+  check(file.at_end(), "read_idx: ", path, ": trailing bytes after the ", count, " payload bytes that the header ",
+        dims, " announces");
+  return values;
+}
+
+void write_idx(const std::string& path, const torch::Tensor& values) {
+  check(values.scalar_type() == torch::kUInt8, "write_idx: values must be uint8, got ", values.scalar_type());
+  check(values.dim() >= 1 && values.dim() <= kMaxDims, "write_idx: values must have 1 to ", kMaxDims,
+        " dimensions, got ", values.dim());
+  const bool gz = path.size() > 3 && path.compare(path.size() - 3, 3, ".gz") == 0;
+  gzFile f = gzopen(path.c_str(), gz ? "wb6" : "wbT");
+  check(f != nullptr, "write_idx: cannot open ", path, " for writing: ", std::strerror(errno));
+  std::vector<unsigned char> header = {0, 0, 0x08, static_cast<unsigned char>(values.dim())};
+  for (auto d : values.sizes()) {
+    for (int shift = 24; shift >= 0; shift -= 8) header.push_back(static_cast<unsigned char>((d >> shift) & 0xff));
+  }
+  auto data = values.contiguous();
+  bool ok = gzwrite(f, header.data(), static_cast<unsigned>(header.size())) == static_cast<int>(header.size()) &&
+            gzwrite(f, data.data_ptr<uint8_t>(), static_cast<unsigned>(data.numel())) == data.numel();
+  ok = (gzclose(f) == Z_OK) && ok;
+  check(ok, "write_idx: failed to write ", path);
+}
+
+}  // namespace kdistill::data

@@ -1,0 +1,17 @@
+#pragma once
+
+// Unchecked loss kernels for the trainer's hot loop: the trainer validates its data once and
+// checks the loss for NaN/Inf each step, so it skips kd_loss's per-call input checks.
+
+#include <torch/types.h>
+
+#include "kdistill/losses/kd_loss.h"
+
+namespace kdistill::detail {
+
+torch::Tensor soft_kl(const torch::Tensor& s, const torch::Tensor& t, double temperature);
+torch::Tensor hard_ce(const torch::Tensor& s, const torch::Tensor& y, int64_t ignore_index);
+torch::Tensor kd_loss_unchecked(const torch::Tensor& s, const torch::Tensor& t, const torch::Tensor& y,
+                                const KDLossOptions& options);
+
+}  // namespace kdistill::detail

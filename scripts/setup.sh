@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs kdistill's Debian 12 dependencies. Idempotent: installs only what is missing,
+# runs `apt-get update` at most once, never asks a question.
+set -euo pipefail
+
+# libopenblas0-openmp is not optional: without an optimised BLAS, Debian's libtorch falls back
+# to the reference BLAS and dense layers run about 40x slower.
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libtorch-dev libopenblas0-openmp
+  libspdlog-dev libfmt-dev libeigen3-dev libhdf5-dev libgtest-dev libgmock-dev libbenchmark-dev
+  zlib1g-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev pybind11-dev
+  python3-torch python3-pytest python3-h5py python3-matplotlib python3-numpy
+  ccache dataset-fashion-mnist
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+
+echo "setup: installing ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The README's test command: sets up, builds, and runs every test with ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh
+build_dir=${KDISTILL_BUILD_DIR:-build}
+ctest --test-dir "$build_dir" --output-on-failure -j "${KDISTILL_JOBS:-2}" "$@"

@@ -1,0 +1,140 @@
+// The kdistill command: every error path gives the documented exit status and one "error:" line.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "kdistill/data/idx.h"
+#include "kdistill/io/atomic_file.h"
+#include "support.h"
+
+#ifndef KDISTILL_CLI
+#error "KDISTILL_CLI (the path of the kdistill command) must be defined by the build"
+#endif
+
+namespace kdistill::test {
+namespace {
+
+Output cli(const std::string& args) { return run(std::string(KDISTILL_CLI) + " " + args); }
+
+// The stderr of a failed command: exactly one line, starting "error:".
+void expect_one_error_line(const Output& o, const std::string& needle) {
+  EXPECT_EQ(o.err.rfind("error: ", 0), 0u) << o.err;
+  EXPECT_NE(o.err.find(needle), std::string::npos) << o.err;
+  EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+}
+
+// A tiny MNIST-family directory: 3 classes whose images differ in brightness, so they are learnable.
+void make_tiny_mnist(const std::string& dir, int64_t train_n, int64_t test_n) {
+  auto make = [&](int64_t n, const std::string& prefix, uint64_t seed) {
+    torch::manual_seed(seed);
+    auto labels = torch::randint(0, 3, {n}, torch::kLong);
+    auto images = (torch::rand({n, 28, 28}) * 60 + labels.view({n, 1, 1}).to(torch::kFloat) * 80).to(torch::kUInt8);
+    data::write_idx(dir + "/" + prefix + "-images-idx3-ubyte.gz", images);
+    data::write_idx(dir + "/" + prefix + "-labels-idx1-ubyte.gz", labels.to(torch::kUInt8));
+  };
+  make(train_n, "train", 1);
+  make(test_n, "t10k", 2);
+}
+
+}  // namespace
+
+TEST(Cli, VersionTellsVersionsBlasAndCuda) {
+  auto o = cli("--version");
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_NE(o.out.find("kdistill 0.1.0"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("libtorch "), std::string::npos);
+  EXPECT_NE(o.out.find("blas "), std::string::npos);
+  EXPECT_NE(o.out.find("threads "), std::string::npos);
+  EXPECT_NE(o.out.find(torch::cuda::is_available() ? "cuda available" : "cuda not available"), std::string::npos);
+  // The BLAS named is the one libblas.so.3 resolves to on this machine.
+  auto blas = run("readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3");
+  if (blas.status == 0 && !blas.out.empty()) {
+    EXPECT_NE(o.out.find(blas.out.substr(0, blas.out.size() - 1)), std::string::npos) << o.out;
+  }
+}
+
+TEST(Cli, HelpExitsZero) {
+  auto o = cli("--help");
+  EXPECT_EQ(o.status, 0);
+  EXPECT_NE(o.out.find("demo"), std::string::npos);
+  EXPECT_EQ(cli("demo --help").status, 0);
+}
+
+TEST(Cli, UsageErrorsExitTwoWithAUsageLine) {
+  for (const char* args : {"frobnicate", "--nope", "demo --nope", "demo --epochs-teacher 0", "demo --threads x", ""}) {
+    auto o = cli(args);
+    EXPECT_EQ(o.status, 2) << args << ": " << o.err;
+    EXPECT_NE(o.err.find("usage"), std::string::npos) << args << ": " << o.err;
+    EXPECT_NE(o.err.find("error:"), std::string::npos) << args << ": " << o.err;
+  }
+}
+
+TEST(Cli, DemoWithMissingDataSaysWhatWasLookedFor) {
+  TempDir dir;
+  auto o = cli("demo --data " + dir.path());
+  EXPECT_EQ(o.status, 1);
+  expect_one_error_line(o, "train-images-idx3-ubyte.gz");
+}
+
+TEST(Cli, DemoRefusesBadHyperparametersBeforeTraining) {
+  TempDir dir;
+  make_tiny_mnist(dir.path(), 200, 20);
+  auto t = cli("demo --data " + dir.path() + " --temperature -1");
+  EXPECT_EQ(t.status, 1);
+  expect_one_error_line(t, "temperature must be > 0, got -1");
+  auto a = cli("demo --data " + dir.path() + " --alpha 1.5");
+  EXPECT_EQ(a.status, 1);
+  expect_one_error_line(a, "alpha must be in [0, 1], got 1.5");
+  auto b = cli("demo --data " + dir.path() + " --batch-size 201");
+  EXPECT_EQ(b.status, 1);
+  expect_one_error_line(b, "batch_size 201 is larger than the training set");
+  auto s = cli("demo --data " + dir.path() + " --student rnn:4");
+  EXPECT_EQ(s.status, 1);
+  expect_one_error_line(s, "rnn:4");
+}
+
+TEST(Cli, DemoRefusesAMissingCudaDevice) {
+  if (torch::cuda::is_available()) GTEST_SKIP() << "a CUDA device is present";
+  auto o = cli("demo --device cuda:7");
+  EXPECT_EQ(o.status, 1);
+  expect_one_error_line(o, "cuda:7 requested but no CUDA device is available");
+}
+
+TEST(Cli, DemoRunsEndToEndAndWritesTheReport) {
+  TempDir dir;
+  make_tiny_mnist(dir.path(), 300, 100);
+  const std::string report = dir / "report.json";
+  auto o = cli("demo --data " + dir.path() +
+               " --teacher mlp:32 --student mlp:8 --epochs-teacher 2 --epochs-student 2 --labels 50"
+               " --batch-size 32 --bench-seconds 0.01 --report " + report);
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_NE(o.out.find("| model |"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("distillation vs labels alone"), std::string::npos);
+  auto j = nlohmann::json::parse(io::read_file(report));
+  EXPECT_EQ(j["dataset"]["labeled"], 50);
+  EXPECT_EQ(j["dataset"]["train"], 300);
+  EXPECT_EQ(j["dataset"]["test"], 100);
+  EXPECT_EQ(j["kd"]["temperature"], 4.0);
+  EXPECT_EQ(j["models"]["teacher"]["params"], 784 * 32 + 32 + 32 * 3 + 3);
+  EXPECT_EQ(j["models"]["student_kd"]["params"], 784 * 8 + 8 + 8 * 3 + 3);
+  for (const char* m : {"teacher", "student_scratch", "student_kd"}) {
+    EXPECT_GE(j["models"][m]["accuracy"].get<double>(), 0.0) << m;
+    EXPECT_LE(j["models"][m]["accuracy"].get<double>(), 1.0) << m;
+    EXPECT_TRUE(j["models"][m]["latency_ms"].contains("1")) << m;
+    EXPECT_TRUE(j["models"][m]["latency_ms"].contains("256")) << m;
+    EXPECT_GT(j["models"][m]["train_samples_per_s"].get<double>(), 0.0) << m;
+  }
+  EXPECT_TRUE(j["models"]["student_kd"].contains("agreement"));
+
+  // A failing run leaves the earlier report untouched.
+  const auto before = io::read_file(report);
+  auto bad = cli("demo --data " + dir.path() + " --alpha 7 --report " + report);
+  EXPECT_EQ(bad.status, 1);
+  EXPECT_EQ(io::read_file(report), before);
+}
+
+}  // namespace kdistill::test

@@ -1,0 +1,23 @@
+// GoogleTest main. `kdistill_tests --child=train ...` instead runs a small training job: the
+// kill-and-resume tests start this same executable as the child they kill.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include <torch/torch.h>
+
+namespace kdistill::test {
+int train_child(const std::vector<std::string>& args);
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--child=train") == 0) {
+    return kdistill::test::train_child(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  // Tests are short and CPU-bound; two threads like the machines the numbers are quoted for.
+  torch::set_num_threads(2);
+  ::testing::InitGoogleTest(&argc, argv);
+  return RUN_ALL_TESTS();
+}

@@ -1,0 +1,347 @@
+#include "kdistill/train/trainer.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include <torch/torch.h>
+
+#include "kdistill/core/error.h"
+#include "kdistill/io/atomic_file.h"
+#include "kdistill/models/builders.h"
+#include "support.h"
+
+namespace kdistill::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+// A 3-class problem with a linear rule: separable, so a small MLP learns it well.
+data::TensorDataset synthetic(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto x = torch::randn({n, 8});
+  torch::manual_seed(999);  // the rule is the same for every split
+  auto w = torch::randn({8, 3});
+  return data::TensorDataset(x, x.matmul(w).argmax(1), 3, "synthetic");
+}
+
+Model small_mlp(uint64_t seed, int64_t outputs = 3, double dropout = 0.0) {
+  torch::manual_seed(seed);
+  return Model(mlp(8, {16}, outputs, dropout), "mlp:16");
+}
+
+TrainerOptions quiet() { return TrainerOptions().progress(false).threads(2).lr(0.1).batch_size(32); }
+
+std::vector<torch::Tensor> snapshot(const Model& m) {
+  std::vector<torch::Tensor> out;
+  for (auto& p : m.parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+bool same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!torch::equal(a[i], b[i])) return false;
+  }
+  return true;
+}
+
+template <typename F>
+std::string error_of(F&& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no kdistill::Error thrown>";
+}
+
+std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
+
+}  // namespace
+
+// The child job the kill tests start: 3 epochs of distillation with dropout, checkpoints every
+// 5 steps, metrics every step. `--kill-at-step K` SIGKILLs itself right after step K.
+int train_child(const std::vector<std::string>& args) {
+  std::string out;
+  int64_t kill_at = -1;
+  bool resume = false;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--out") out = args.at(++i);
+    else if (args[i] == "--kill-at-step") kill_at = std::stoll(args.at(++i));
+    else if (args[i] == "--resume") resume = true;
+  }
+  auto train = synthetic(500, 1).with_label_budget(200);
+  auto eval = synthetic(100, 2);
+  auto teacher = std::make_shared<ModelTeacher>(small_mlp(7));
+  auto student = small_mlp(11, 3, 0.2);
+  auto opts = quiet()
+                  .epochs(3)
+                  .seed(5)
+                  .schedule("cosine")
+                  .warmup_steps(3)
+                  .output_dir(out)
+                  .checkpoint_every(5)
+                  .log_every(1)
+                  .loss(KDLossOptions().temperature(2).alpha(0.7));
+  DistillTrainer trainer(student, teacher, opts);
+  if (resume) trainer.resume();
+  trainer.on_step([&](const StepInfo& s) {
+    if (s.step == kill_at) std::raise(SIGKILL);
+  });
+  trainer.fit(train, &eval);
+  student.save((fs::path(out) / "final.pt").string());
+  return 0;
+}
+
+TEST(Trainer, BaselineLearnsFromLabels) {
+  auto train = synthetic(600, 1), eval = synthetic(300, 2);
+  auto student = small_mlp(3);
+  DistillTrainer trainer(student, nullptr, quiet().epochs(8));
+  auto r = trainer.fit(train, &eval);
+  EXPECT_GT(r.final_eval.accuracy, 0.9);
+  EXPECT_EQ(r.steps, 8 * 19);  // ceil(600 / 32) = 19 steps per epoch
+  EXPECT_EQ(r.epochs.size(), 8u);
+  EXPECT_LT(r.epochs.back().train_loss, r.epochs.front().train_loss);
+  EXPECT_EQ(r.teacher_accuracy, -1);
+}
+
+TEST(Trainer, DistillsFromSoftTargetsWithoutAnyLabel) {
+  // The teacher is a fixed linear rule; the student sees no label at all (every target -1).
+  auto train = synthetic(600, 1).with_label_budget(0), eval = synthetic(300, 2);
+  torch::manual_seed(999);
+  auto w = torch::randn({8, 3});
+  auto teacher = std::make_shared<CallableTeacher>([w](const torch::Tensor& x) { return 3 * x.matmul(w); }, "rule");
+  auto student = small_mlp(3);
+  DistillTrainer trainer(student, teacher, quiet().epochs(8).loss(KDLossOptions().temperature(2).alpha(1.0)));
+  auto r = trainer.fit(train, &eval);
+  EXPECT_GT(r.final_eval.agreement, 0.9);
+  EXPECT_GT(r.final_eval.accuracy, 0.9);  // the rule is the labelling rule
+  EXPECT_GT(r.teacher_accuracy, 0.999);
+}
+
+TEST(Trainer, TeacherIsNeverChanged) {
+  auto teacher_model = small_mlp(7);
+  auto before = snapshot(teacher_model);
+  auto student = small_mlp(3);
+  DistillTrainer trainer(student, std::make_shared<ModelTeacher>(teacher_model), quiet().epochs(2));
+  trainer.fit(synthetic(200, 1));
+  EXPECT_TRUE(same(before, snapshot(teacher_model)));
+  for (auto& p : teacher_model.parameters()) EXPECT_FALSE(p.requires_grad());
+}
+
+TEST(Trainer, SameSeedGivesBitwiseEqualWeights) {
+  auto train = synthetic(300, 1);
+  auto run_once = [&](uint64_t seed) {
+    auto s = small_mlp(3, 3, 0.3);
+    DistillTrainer t(s, std::make_shared<ModelTeacher>(small_mlp(7)), quiet().epochs(2).seed(seed));
+    t.fit(train);
+    return snapshot(s);
+  };
+  auto a = run_once(1), b = run_once(1), c = run_once(2);
+  EXPECT_TRUE(same(a, b));
+  EXPECT_FALSE(same(a, c));
+}
+
+TEST(Trainer, ResumeAfterSigkillIsBitwiseIdentical) {
+  TempDir ref, killed;
+  const std::string exe = self_exe();
+  auto full = run(exe + " --child=train --out " + ref.path());
+  ASSERT_EQ(full.status, 0) << full.err;
+
+  // Killed before the first checkpoint (step 3), mid-epoch (step 11 of 16 per epoch), right
+  // after an epoch's last step (16) and late in the last epoch (44); resumed each time.
+  for (int kill : {3, 11, 16, 44}) {
+    auto r = run(exe + " --child=train --resume --out " + killed.path() + " --kill-at-step " + std::to_string(kill));
+    ASSERT_EQ(r.status, 128 + SIGKILL) << "kill at " << kill << ": " << r.err;
+    ASSERT_FALSE(fs::exists(killed / "final.pt"));
+  }
+  auto done = run(exe + " --child=train --resume --out " + killed.path());
+  ASSERT_EQ(done.status, 0) << done.err;
+
+  auto a = small_mlp(0, 3, 0.2), b = small_mlp(0, 3, 0.2);
+  a.load_weights(ref / "final.pt");
+  b.load_weights(killed / "final.pt");
+  EXPECT_TRUE(same(snapshot(a), snapshot(b)));
+
+  // metrics.jsonl: every step and every epoch exactly once, identical steps to the reference.
+  auto count = [](const std::string& path) {
+    std::map<std::string, int> seen;
+    for (const auto& line : io::read_lines(path)) {
+      auto j = nlohmann::json::parse(line);
+      seen[j["type"].get<std::string>() + std::to_string(j["type"] == "epoch" ? j["epoch"].get<int>() : j["step"].get<int>())]++;
+    }
+    return seen;
+  };
+  auto seen_ref = count(ref / "metrics.jsonl"), seen_killed = count(killed / "metrics.jsonl");
+  EXPECT_EQ(seen_ref.size(), 48u + 3u);
+  EXPECT_EQ(seen_ref, seen_killed);
+  for (auto& [key, n] : seen_killed) EXPECT_EQ(n, 1) << key;
+}
+
+TEST(Trainer, CorruptOrMismatchedCheckpointIsRefusedAndChangesNothing) {
+  TempDir dir;
+  auto train = synthetic(200, 1);
+  {
+    auto s = small_mlp(3);
+    DistillTrainer t(s, nullptr, quiet().epochs(1).output_dir(dir.path()));
+    t.fit(train);
+  }
+  const std::string ckpt = dir / "checkpoints/last.pt";
+  ASSERT_TRUE(fs::exists(ckpt));
+  auto bytes = io::read_file(ckpt);
+
+  auto fresh = small_mlp(4);
+  auto before = snapshot(fresh);
+  DistillTrainer t(fresh, nullptr, quiet().epochs(1));
+
+  std::string flipped = bytes;
+  flipped[flipped.size() / 2] ^= 0x40;
+  io::atomic_write_string(dir / "flipped.pt", flipped);
+  EXPECT_NE(error_of([&] { t.resume(dir / "flipped.pt"); }).find("corrupt"), std::string::npos);
+
+  io::atomic_write_string(dir / "short.pt", bytes.substr(0, bytes.size() - 100));
+  EXPECT_NE(error_of([&] { t.resume(dir / "short.pt"); }).find("truncated"), std::string::npos);
+
+  io::atomic_write_string(dir / "garbage.pt", "not a checkpoint at all, just text\n");
+  EXPECT_NE(error_of([&] { t.resume(dir / "garbage.pt"); }).find("wrong header"), std::string::npos);
+  EXPECT_TRUE(same(before, snapshot(fresh)));
+
+  auto wide = Model(mlp(8, {32}, 3), "mlp:32");
+  DistillTrainer other_arch(wide, nullptr, quiet().epochs(1));
+  EXPECT_NE(error_of([&] { other_arch.resume(ckpt); }).find("does not match the student"), std::string::npos);
+
+  DistillTrainer other_seed(small_mlp(4), nullptr, quiet().epochs(1).seed(42));
+  EXPECT_NE(error_of([&] { other_seed.resume(ckpt); }).find("seed"), std::string::npos);
+
+  EXPECT_TRUE(t.resume(ckpt));
+  EXPECT_FALSE(same(before, snapshot(fresh)));  // a good checkpoint does load
+}
+
+TEST(Trainer, FreshRunRefusesAnOutputDirectoryHoldingARun) {
+  TempDir dir;
+  auto train = synthetic(100, 1);
+  DistillTrainer(small_mlp(3), nullptr, quiet().epochs(1).output_dir(dir.path())).fit(train);
+  auto metrics_before = io::read_file(dir / "metrics.jsonl");
+  DistillTrainer again(small_mlp(3), nullptr, quiet().epochs(1).output_dir(dir.path()));
+  EXPECT_NE(error_of([&] { again.fit(train); }).find("already holds a run"), std::string::npos);
+  EXPECT_EQ(io::read_file(dir / "metrics.jsonl"), metrics_before);
+}
+
+TEST(Trainer, NonFiniteLossStopsNamingTheStepOrIsSkipped) {
+  auto train = synthetic(320, 1);
+  auto calls = std::make_shared<int>(0);
+  auto nan_at_third = [calls](const torch::Tensor& x) {
+    auto out = torch::zeros({x.size(0), 3});
+    // The first call is the trainer's shape probe; the third batch's logits are NaN.
+    if (++*calls == 4) out.fill_(std::numeric_limits<float>::quiet_NaN());
+    return out;
+  };
+  DistillTrainer stop(small_mlp(3), std::make_shared<CallableTeacher>(nan_at_third), quiet().epochs(1));
+  auto msg = error_of([&] { stop.fit(train); });
+  EXPECT_NE(msg.find("at step 3"), std::string::npos) << msg;
+
+  *calls = 0;
+  auto student = small_mlp(3);
+  DistillTrainer skip(student, std::make_shared<CallableTeacher>(nan_at_third), quiet().epochs(1).on_nonfinite("skip"));
+  auto r = skip.fit(train);
+  EXPECT_EQ(r.steps, 10);
+  for (auto& p : student.parameters()) EXPECT_TRUE(torch::isfinite(p).all().item<bool>());
+}
+
+TEST(Trainer, LearningRateSchedules) {
+  auto train = synthetic(320, 1);  // 10 steps per epoch
+  auto lrs_for = [&](TrainerOptions o) {
+    std::vector<double> lrs;
+    DistillTrainer t(small_mlp(3), nullptr, o);
+    t.on_step([&](const StepInfo& s) { lrs.push_back(s.lr); });
+    t.fit(train);
+    return lrs;
+  };
+  auto cosine = lrs_for(quiet().epochs(2).lr(0.2).schedule("cosine"));
+  ASSERT_EQ(cosine.size(), 20u);
+  for (size_t i = 0; i < 20; ++i) EXPECT_NEAR(cosine[i], 0.2 * 0.5 * (1 + std::cos(M_PI * i / 20.0)), 1e-12);
+  auto warm = lrs_for(quiet().epochs(1).lr(0.2).warmup_steps(4));
+  EXPECT_NEAR(warm[0], 0.05, 1e-12);
+  EXPECT_NEAR(warm[3], 0.2, 1e-12);
+  EXPECT_NEAR(warm[9], 0.2, 1e-12);
+  auto step = lrs_for(quiet().epochs(3).lr(0.2).schedule("step").gamma(0.5));
+  EXPECT_NEAR(step[9], 0.2, 1e-12);
+  EXPECT_NEAR(step[10], 0.1, 1e-12);
+  EXPECT_NEAR(step[29], 0.05, 1e-12);
+}
+
+TEST(Trainer, GradientClippingBoundsTheUpdate) {
+  auto student = small_mlp(3);
+  auto before = snapshot(student);
+  const double lr = 0.5, clip = 1e-3;
+  DistillTrainer t(student, nullptr, quiet().epochs(1).max_steps(1).lr(lr).momentum(0).grad_clip_norm(clip));
+  t.fit(synthetic(64, 1));
+  double sq = 0;
+  auto after = snapshot(student);
+  for (size_t i = 0; i < after.size(); ++i) sq += (after[i] - before[i]).pow(2).sum().item<double>();
+  EXPECT_GT(std::sqrt(sq), 0.0);
+  EXPECT_LE(std::sqrt(sq), lr * clip * 1.001);  // one plain SGD step moves by lr * ||clipped grad||
+}
+
+TEST(Trainer, AdamAndAdamWTrain) {
+  auto train = synthetic(400, 1), eval = synthetic(200, 2);
+  for (const char* opt : {"adam", "adamw"}) {
+    DistillTrainer t(small_mlp(3), nullptr, quiet().epochs(5).optimizer(opt).lr(0.01).weight_decay(1e-4));
+    EXPECT_GT(t.fit(train, &eval).final_eval.accuracy, 0.85) << opt;
+  }
+}
+
+TEST(Trainer, MaxStepsStopsMidEpoch) {
+  DistillTrainer t(small_mlp(3), nullptr, quiet().epochs(5).max_steps(7));
+  auto r = t.fit(synthetic(320, 1), nullptr);
+  EXPECT_EQ(r.steps, 7);
+}
+
+TEST(Trainer, RefusesBadInputBeforeTraining) {
+  auto train = synthetic(100, 1);
+  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3, 5), nullptr, quiet()).fit(train); }).find("expected [2, 3]"),
+            std::string::npos);
+  auto wrong_teacher = std::make_shared<CallableTeacher>([](const torch::Tensor& x) { return torch::zeros({x.size(0), 4}); });
+  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3), wrong_teacher, quiet()).fit(train); }).find("the teacher returns"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3), nullptr, quiet()).fit(train.with_label_budget(0)); })
+                .find("nothing to learn from"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3), nullptr, quiet().batch_size(101)).fit(train); })
+                .find("larger than the training set"),
+            std::string::npos);
+  auto bad = train.features().clone();
+  bad[7][2] = std::numeric_limits<float>::infinity();
+  data::TensorDataset with_inf(bad, train.targets(), 3);
+  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3), nullptr, quiet()).fit(with_inf); }).find("sample 7"),
+            std::string::npos);
+}
+
+TEST(Trainer, InvalidOptionsNameTheField) {
+  auto make = [](TrainerOptions o) { return error_of([&] { DistillTrainer(small_mlp(3), nullptr, o); }); };
+  EXPECT_NE(make(quiet().lr(-1)).find("lr must be > 0, got -1"), std::string::npos);
+  EXPECT_NE(make(quiet().optimizer("rmsprop")).find("\"rmsprop\""), std::string::npos);
+  EXPECT_NE(make(quiet().schedule("linear")).find("schedule"), std::string::npos);
+  EXPECT_NE(make(quiet().epochs(-1)).find("epochs must be >= 0, got -1"), std::string::npos);
+  EXPECT_NE(make(quiet().batch_size(0)).find("batch_size"), std::string::npos);
+  EXPECT_NE(make(quiet().loss(KDLossOptions().temperature(0))).find("temperature"), std::string::npos);
+  EXPECT_NE(make(quiet().loss(KDLossOptions().alpha(2))).find("alpha"), std::string::npos);
+  EXPECT_NE(make(quiet().device("tpu")).find("\"tpu\""), std::string::npos);
+  EXPECT_NE(make(quiet().checkpoint_every(5)).find("output_dir"), std::string::npos);
+}
+
+TEST(Trainer, PredictRestoresTrainingMode) {
+  auto m = small_mlp(3);
+  m.train();
+  auto logits = predict(m, synthetic(50, 1), 16);
+  EXPECT_EQ(logits.sizes(), (std::vector<int64_t>{50, 3}));
+  EXPECT_TRUE(m.is_training());
+}
+
+}  // namespace kdistill::test
