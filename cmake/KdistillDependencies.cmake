@@ -38,7 +38,13 @@ endif()
 set(_kd_blas_link "/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/libblas.so.3")
 if(EXISTS "${_kd_blas_link}")
   file(REAL_PATH "${_kd_blas_link}" _kd_blas_real)
-  if(_kd_blas_real MATCHES "/blas/libblas")
+  if(_kd_blas_real MATCHES "openblas-pthread")
+    message(WARNING
+      "kdistill: libblas.so.3 is OpenBLAS's pthread build (${_kd_blas_real}); its threads compete "
+      "with LibTorch's OpenMP threads (measured: 2.8x slower training). scripts/setup.sh selects "
+      "the OpenMP build: update-alternatives --set libblas.so.3-${CMAKE_LIBRARY_ARCHITECTURE} "
+      "/usr/lib/${CMAKE_LIBRARY_ARCHITECTURE}/openblas-openmp/libblas.so.3")
+  elseif(_kd_blas_real MATCHES "/blas/libblas")
     message(WARNING
       "kdistill: libtorch will load the REFERENCE BLAS (${_kd_blas_real}); dense layers will "
       "run about 40x slower. Install libopenblas0-openmp (apt-get install libopenblas0-openmp).")

@@ -21,14 +21,27 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
-if [ ${#missing[@]} -eq 0 ]; then
-  echo "setup: all ${#PACKAGES[@]} packages present"
-  exit 0
-fi
-
-echo "setup: installing ${missing[*]}"
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -q
-$SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#PACKAGES[@]} packages present"
+else
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -q
+  $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# libtorch loads libblas.so.3, which Debian's alternatives point at one BLAS. OpenBLAS's pthread
+# build, when installed too (it has the higher priority), spins its own threads against
+# LibTorch's OpenMP threads: measured on 2 cores, MLP-64 training ran at 90k samples/s with it
+# and 254k with the OpenMP build. Point the alternative at the OpenMP build.
+arch_dir=/usr/lib/$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || echo x86_64-linux-gnu)
+for lib in libblas.so.3 liblapack.so.3; do
+  want="$arch_dir/openblas-openmp/$lib"
+  name="$lib-$(basename "$arch_dir")"
+  if [ -e "$want" ] && [ "$(readlink -f "$arch_dir/$lib")" != "$(readlink -f "$want")" ]; then
+    echo "setup: selecting OpenBLAS's OpenMP build for $lib (update-alternatives --set $name $want)"
+    $SUDO update-alternatives --set "$name" "$want"
+  fi
+done

@@ -13,5 +13,11 @@ using Run = std::function<int()>;
 
 /// `kdistill demo`: teacher, baseline student and distilled student on Fashion-MNIST.
 Run add_demo(CLI::App& app);
+/// `kdistill train --config run.yaml | --resume DIR`: a configured run.
+Run add_train(CLI::App& app);
+/// `kdistill cache-teacher`: a teacher's logits over a data set, to HDF5.
+Run add_cache_teacher(CLI::App& app);
+/// `kdistill eval`: accuracy, agreement and calibration of a TorchScript model.
+Run add_eval(CLI::App& app);
 
 }  // namespace kdistill::cli

@@ -2,6 +2,7 @@
 // then the same student twice with the same seed, initialisation and step budget: once from the
 // labels alone (the baseline) and once by distillation, where the teacher's soft targets cover
 // every training image but only the first --labels images keep their label. Prints the trade-off.
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -20,7 +21,8 @@ struct DemoArgs {
   std::string student = "mlp:64";
   int64_t epochs_teacher = 10;
   int64_t epochs_student = 10;
-  double temperature = 4.0;
+  // Tuned on the last 10,000 training images (bench/tune_demo.py, bench/results/demo_tuning_cpu.json).
+  double temperature = 2.0;
   double alpha = 0.9;
   int64_t batch_size = 128;
   double lr = 0.05;
@@ -30,6 +32,7 @@ struct DemoArgs {
   std::string device = "cpu";
   int64_t labels = 3000;
   std::string report;
+  std::string teacher_weights;
   int64_t validation = 0;
   double bench_seconds = 0.5;
 };
@@ -91,9 +94,18 @@ int run_demo(const DemoArgs& a) {
   torch::manual_seed(data::mix_seed(a.seed, 100));
   auto scratch_student = build_model(a.student, shape, classes);
 
-  logger()->info("teacher {}: {} epochs on {} labelled images", a.teacher, a.epochs_teacher, train.size());
-  DistillTrainer teacher_trainer(teacher, nullptr, common(a, a.epochs_teacher, a.teacher_lr));
-  auto teacher_result = teacher_trainer.fit(train, &eval);
+  TrainResult teacher_result;
+  if (!a.teacher_weights.empty() && std::filesystem::exists(a.teacher_weights)) {
+    logger()->info("teacher {}: weights from {}", a.teacher, a.teacher_weights);
+    teacher.load_weights(a.teacher_weights);
+    teacher_result.final_eval = evaluate(teacher, eval);
+    teacher_result.train_samples_per_s = -1;  // not trained in this run
+  } else {
+    logger()->info("teacher {}: {} epochs on {} labelled images", a.teacher, a.epochs_teacher, train.size());
+    DistillTrainer teacher_trainer(teacher, nullptr, common(a, a.epochs_teacher, a.teacher_lr));
+    teacher_result = teacher_trainer.fit(train, &eval);
+    if (!a.teacher_weights.empty()) teacher.save(a.teacher_weights);
+  }
 
   auto transfer = train.with_label_budget(labels);
   const int64_t kd_steps = a.epochs_student * ((train.size() + a.batch_size - 1) / a.batch_size);
@@ -170,6 +182,8 @@ Run add_demo(CLI::App& app) {
   app.add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--labels", a->labels, "Labels the students get (the first N images); 0 = all")->capture_default_str();
   app.add_option("--report", a->report, "Write the JSON report here");
+  app.add_option("--teacher-weights", a->teacher_weights,
+                 "Reuse the teacher saved in this file if it exists; otherwise train it and save it there");
   app.add_option("--validation", a->validation,
                  "Tuning: evaluate on the last N training images instead of the test set")
       ->capture_default_str();

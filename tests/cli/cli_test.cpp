@@ -110,7 +110,7 @@ TEST(Cli, DemoRunsEndToEndAndWritesTheReport) {
   const std::string report = dir / "report.json";
   auto o = cli("demo --data " + dir.path() +
                " --teacher mlp:32 --student mlp:8 --epochs-teacher 2 --epochs-student 2 --labels 50"
-               " --batch-size 32 --bench-seconds 0.01 --report " + report);
+               " --batch-size 32 --temperature 3 --alpha 0.8 --bench-seconds 0.01 --report " + report);
   ASSERT_EQ(o.status, 0) << o.err;
   EXPECT_NE(o.out.find("| model |"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("distillation vs labels alone"), std::string::npos);
@@ -118,7 +118,8 @@ TEST(Cli, DemoRunsEndToEndAndWritesTheReport) {
   EXPECT_EQ(j["dataset"]["labeled"], 50);
   EXPECT_EQ(j["dataset"]["train"], 300);
   EXPECT_EQ(j["dataset"]["test"], 100);
-  EXPECT_EQ(j["kd"]["temperature"], 4.0);
+  EXPECT_EQ(j["kd"]["temperature"], 3.0);
+  EXPECT_EQ(j["kd"]["alpha"], 0.8);
   EXPECT_EQ(j["models"]["teacher"]["params"], 784 * 32 + 32 + 32 * 3 + 3);
   EXPECT_EQ(j["models"]["student_kd"]["params"], 784 * 8 + 8 + 8 * 3 + 3);
   for (const char* m : {"teacher", "student_scratch", "student_kd"}) {

@@ -1,0 +1,34 @@
+#include "data_spec.h"
+
+#include <vector>
+
+#include "kdistill/core/error.h"
+#include "kdistill/data/hdf5.h"
+#include "kdistill/data/mnist.h"
+
+namespace kdistill::cli {
+
+data::TensorDataset load_data_spec(const std::string& spec, const std::string& split) {
+  check(split == "train" || split == "test", "--split: expected train or test, got \"", split, "\"");
+  std::vector<std::string> parts;
+  size_t start = 0;
+  while (true) {
+    auto colon = spec.find(':', start);
+    parts.push_back(spec.substr(start, colon == std::string::npos ? std::string::npos : colon - start));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  if (parts.size() == 1 || parts[0] == "idx") {
+    const auto dir = parts.size() == 1 ? parts[0] : spec.substr(4);
+    auto splits = data::load_mnist_family(dir, "idx");
+    return split == "train" ? splits.train : splits.test;
+  }
+  if (parts[0] == "hdf5") {
+    check(parts.size() == 2 || parts.size() == 4, "--data: expected hdf5:FILE or hdf5:FILE:FEATURES:LABELS, got \"",
+          spec, "\"");
+    return parts.size() == 2 ? data::load_hdf5(parts[1]) : data::load_hdf5(parts[1], parts[2], parts[3]);
+  }
+  fail("--data: expected idx:DIR, hdf5:FILE[:FEATURES:LABELS] or a directory, got \"", spec, "\"");
+}
+
+}  // namespace kdistill::cli

@@ -1,0 +1,94 @@
+// `kdistill train`, `kdistill cache-teacher` and `kdistill eval`: configured runs, offline
+// teacher logits, and evaluation of saved models.
+#include <iostream>
+#include <memory>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "commands.h"
+#include "data_spec.h"
+#include "kdistill/kdistill.h"
+
+namespace kdistill::cli {
+
+Run add_train(CLI::App& app) {
+  struct Args {
+    std::string config, resume;
+    int nproc = 1;
+  };
+  auto a = std::make_shared<Args>();
+  auto* config = app.add_option("--config", a->config, "Run configuration (YAML)");
+  auto* resume = app.add_option("--resume", a->resume, "Continue the interrupted run in this output directory");
+  config->excludes(resume);
+  app.add_option("--nproc", a->nproc, "Data-parallel workers (only 1 is supported so far)")->capture_default_str();
+  return [a] {
+    if (a->config.empty() && a->resume.empty()) throw CLI::RequiredError("--config or --resume");
+    if (a->nproc != 1) throw CLI::ValidationError("--nproc", "data-parallel training is not implemented yet; use 1");
+    auto result = a->resume.empty() ? run_config(load_config(a->config)) : resume_run(a->resume);
+    std::cout << result.report_json;
+    std::cout << "outputs in " << result.output_dir << "\n";
+    return 0;
+  };
+}
+
+Run add_cache_teacher(CLI::App& app) {
+  struct Args {
+    std::string teacher, data, out, split = "train", device = "cpu";
+    int64_t batch_size = 1000;
+  };
+  auto a = std::make_shared<Args>();
+  app.add_option("--teacher", a->teacher, "TorchScript teacher")->required();
+  app.add_option("--data", a->data, "Data: idx:DIR, hdf5:FILE[:FEATURES:LABELS] or a directory")->required();
+  app.add_option("--out", a->out, "HDF5 file to write")->required();
+  app.add_option("--split", a->split, "train or test")->capture_default_str();
+  app.add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  return [a] {
+    const auto device = parse_device(a->device);
+    auto dataset = load_data_spec(a->data, a->split);
+    ModelTeacher teacher(Model::load_torchscript(a->teacher, device));
+    auto info = cache_teacher_logits(teacher, dataset, a->out, io::sha256_file(a->teacher), a->batch_size);
+    std::cout << fmt::format("wrote {}: logits [{}, {}], data_sha256 {}\n", a->out, info.samples, info.classes,
+                             info.data_sha256);
+    return 0;
+  };
+}
+
+Run add_eval(CLI::App& app) {
+  struct Args {
+    std::string model, data, teacher, split = "test", device = "cpu", json;
+  };
+  auto a = std::make_shared<Args>();
+  app.add_option("--model", a->model, "TorchScript model to evaluate")->required();
+  app.add_option("--data", a->data, "Data: idx:DIR, hdf5:FILE[:FEATURES:LABELS] or a directory")->required();
+  app.add_option("--teacher", a->teacher, "TorchScript teacher, for agreement");
+  app.add_option("--split", a->split, "train or test")->capture_default_str();
+  app.add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--json", a->json, "Also write the metrics as JSON here");
+  return [a] {
+    const auto device = parse_device(a->device);
+    auto dataset = load_data_spec(a->data, a->split);
+    auto model = Model::load_torchscript(a->model, device);
+    torch::Tensor teacher_logits;
+    if (!a->teacher.empty()) {
+      auto teacher = Model::load_torchscript(a->teacher, device);
+      teacher_logits = predict(teacher, dataset);
+    }
+    auto logits = predict(model, dataset);
+    check(logits.dim() == 2 && logits.size(1) == dataset.num_classes(), "eval: ", a->model, " returns shape ",
+          logits.sizes(), " but the data set has ", dataset.num_classes(), " classes");
+    auto e = metrics::evaluate_logits(logits, dataset.targets(), teacher_logits);
+    nlohmann::ordered_json j = {{"model", a->model}, {"samples", e.samples},         {"accuracy", e.accuracy},
+                                {"top5_accuracy", e.top5_accuracy}, {"nll", e.nll}, {"ece", e.ece}};
+    if (e.agreement >= 0) j["agreement"] = e.agreement;
+    std::cout << fmt::format("accuracy {:.4f}  top-5 {:.4f}  nll {:.4f}  ece {:.4f}", e.accuracy, e.top5_accuracy, e.nll,
+                             e.ece)
+              << (e.agreement >= 0 ? fmt::format("  agreement {:.4f}", e.agreement) : "") << "\n";
+    if (!a->json.empty()) io::atomic_write_string(a->json, j.dump(2) + "\n");
+    return 0;
+  };
+}
+
+}  // namespace kdistill::cli

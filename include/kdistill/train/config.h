@@ -1,0 +1,59 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "kdistill/train/trainer.h"
+
+namespace kdistill {
+
+/// Where a configured run's data comes from.
+struct DataConfig {
+  std::string format = "idx";  ///< "idx" (an MNIST-family directory) or "hdf5"
+  std::string path = "/usr/share/datasets/fashion-mnist";  ///< idx: the directory
+  std::string train;           ///< hdf5: training file
+  std::string test;            ///< hdf5: test file (optional)
+  std::string features = "x";  ///< hdf5: features dataset
+  std::string labels = "y";    ///< hdf5: labels dataset
+  int64_t labeled = 0;         ///< > 0: only the first N training labels are kept (transfer set)
+};
+
+/// A configured distillation run: the YAML schema of DESIGN.md ("Run configuration").
+///
+/// Example (run.yaml):
+/// ```
+/// seed: 0
+/// data: {format: idx, path: /usr/share/datasets/fashion-mnist}
+/// teacher: {torchscript: teacher.pt}      # or {cache: logits.h5}; omit for a labels-only baseline
+/// student: {torchscript: student.pt}
+/// loss: {kind: kd, temperature: 4.0, alpha: 0.9}
+/// train: {epochs: 10, batch_size: 128, optimizer: sgd, lr: 0.05, schedule: cosine}
+/// output: runs/exp1
+/// ```
+struct RunConfig {
+  uint64_t seed = 0;
+  std::string device = "cpu";
+  int threads = 0;
+  DataConfig data;
+  std::string teacher_torchscript;  ///< a TorchScript teacher, or
+  std::string teacher_cache;        ///< an HDF5 logit cache; neither: train from labels alone
+  std::string student_torchscript;  ///< the untrained TorchScript student (required)
+  std::string loss_kind = "kd";     ///< "kd"
+  TrainerOptions train;             ///< train.* keys and loss temperature/alpha
+  std::string output;               ///< output directory (required)
+};
+
+/// Parses YAML (or JSON, which is YAML) into a `RunConfig`. Relative paths are resolved against
+/// `base_dir`. Unknown keys, wrong types and missing required keys throw `kdistill::Error` naming
+/// the origin and the key path: `run.yaml: train.lr: expected a number, got "fast"`.
+RunConfig parse_config(const std::string& text, const std::string& origin = "config",
+                       const std::string& base_dir = ".");
+
+/// Reads and parses a YAML file; relative paths are resolved against its directory.
+RunConfig load_config(const std::string& path);
+
+/// The resolved configuration as YAML (every key, with defaults filled in and absolute paths);
+/// `parse_config(to_yaml(c))` gives `c` back.
+std::string to_yaml(const RunConfig& config);
+
+}  // namespace kdistill

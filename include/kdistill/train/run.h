@@ -1,0 +1,35 @@
+#pragma once
+
+#include <string>
+
+#include "kdistill/train/config.h"
+#include "kdistill/train/trainer.h"
+
+namespace kdistill {
+
+/// What a configured run produced.
+struct RunResult {
+  std::string output_dir;
+  TrainResult train;
+  std::string report_json;  ///< the contents of report.json
+};
+
+/// Runs a configured distillation. The output directory receives: `config.yaml` (resolved),
+/// `student_init.pt` (the untrained student, so a resume does not depend on the original file),
+/// `checkpoints/`, `metrics.jsonl`, `student.pt` (TorchScript, loadable by `torch.jit.load`),
+/// `report.json`, and `manifest.json` (resolved config, seed, SHA-256 of data, teacher and
+/// student files, versions, device, BLAS, start and end times, status, final metrics). Every
+/// file is written atomically; an output directory that already holds a run is refused. On
+/// failure the manifest records the error and earlier files are left as they were.
+///
+/// Example:
+/// ```
+/// auto result = kdistill::run_config(kdistill::load_config("run.yaml"));
+/// ```
+RunResult run_config(const RunConfig& config);
+
+/// Continues the run in `output_dir` from its last checkpoint (or from the start if it has none),
+/// using the `config.yaml` stored there. A finished run is evaluated again and left as it was.
+RunResult resume_run(const std::string& output_dir);
+
+}  // namespace kdistill

@@ -1,0 +1,120 @@
+#include "io/hdf5_util.h"
+
+#include <filesystem>
+
+#include <torch/torch.h>
+
+#include "kdistill/core/error.h"
+
+namespace kdistill::detail {
+namespace {
+
+// HDF5 prints its own error stack to stderr by default; kdistill reports errors itself.
+struct SilenceHdf5 {
+  SilenceHdf5() { H5::Exception::dontPrint(); }
+} silence;
+
+torch::ScalarType to_torch(const H5::DataType& t, const std::string& where) {
+  const auto cls = t.getClass();
+  const size_t size = t.getSize();
+  if (cls == H5T_FLOAT) {
+    if (size == 4) return torch::kFloat;
+    if (size == 8) return torch::kDouble;
+  } else if (cls == H5T_INTEGER) {
+    const bool is_signed = H5::IntType(t.getId()).getSign() != H5T_SGN_NONE;
+    if (size == 1 && !is_signed) return torch::kUInt8;
+    if (size == 1) return torch::kInt8;
+    if (size == 2) return torch::kShort;
+    if (size == 4) return torch::kInt;
+    if (size == 8) return torch::kLong;
+  }
+  fail(where, " has an unsupported element type (class ", static_cast<int>(cls), ", ", size, " bytes)");
+}
+
+H5::PredType to_h5(torch::ScalarType t) {
+  switch (t) {
+    case torch::kFloat: return H5::PredType::NATIVE_FLOAT;
+    case torch::kDouble: return H5::PredType::NATIVE_DOUBLE;
+    case torch::kLong: return H5::PredType::NATIVE_INT64;
+    case torch::kInt: return H5::PredType::NATIVE_INT32;
+    case torch::kUInt8: return H5::PredType::NATIVE_UINT8;
+    default: fail("write_dataset: unsupported dtype ", t);
+  }
+}
+
+}  // namespace
+
+H5::H5File open_h5(const std::string& who, const std::string& path) {
+  check(std::filesystem::is_regular_file(path), who, ": ", path, " does not exist or is not a file");
+  try {
+    check(H5::H5File::isHdf5(path), who, ": ", path, " is not an HDF5 file");
+    return H5::H5File(path, H5F_ACC_RDONLY);
+  } catch (const H5::Exception& e) {
+    fail(who, ": ", path, " cannot be opened as HDF5: ", e.getDetailMsg());
+  }
+}
+
+bool has_dataset(const H5::H5File& file, const std::string& name) {
+  try {
+    return file.nameExists(name) && file.childObjType(name) == H5O_TYPE_DATASET;
+  } catch (const H5::Exception&) {
+    return false;
+  }
+}
+
+torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const std::string& path,
+                           const std::string& name) {
+  check(has_dataset(file, name), who, ": ", path, " has no dataset '", name, "'");
+  const std::string where = who + ": " + path + ":" + name;
+  try {
+    H5::DataSet ds = file.openDataSet(name);
+    H5::DataSpace space = ds.getSpace();
+    const int rank = space.getSimpleExtentNdims();
+    check(rank >= 1, where, " is a scalar, expected an array");
+    std::vector<hsize_t> dims(static_cast<size_t>(rank));
+    space.getSimpleExtentDims(dims.data());
+    std::vector<int64_t> shape(dims.begin(), dims.end());
+    auto dtype = to_torch(ds.getDataType(), where);
+    if (dtype == torch::kInt8 || dtype == torch::kShort) dtype = torch::kInt;  // HDF5 widens on read
+    auto out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+    if (out.numel() > 0) ds.read(out.data_ptr(), to_h5(dtype));
+    return out;
+  } catch (const H5::Exception& e) {
+    fail(where, " cannot be read: ", e.getDetailMsg());
+  }
+}
+
+void write_dataset(H5::H5File& file, const std::string& name, const torch::Tensor& values) {
+  auto v = values.contiguous().cpu();
+  std::vector<hsize_t> dims(v.sizes().begin(), v.sizes().end());
+  H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
+  H5::DSetCreatPropList props;
+  if (v.numel() > 0) {
+    std::vector<hsize_t> chunk = dims;
+    // About 1 MiB chunks along the first dimension.
+    const hsize_t row_bytes = static_cast<hsize_t>(v.numel() / std::max<int64_t>(1, v.size(0)) * v.element_size());
+    chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(dims[0], (1u << 20) / std::max<hsize_t>(1, row_bytes)));
+    props.setChunk(static_cast<int>(chunk.size()), chunk.data());
+    props.setDeflate(4);
+  }
+  const auto type = to_h5(v.scalar_type());
+  H5::DataSet ds = file.createDataSet(name, type, space, props);
+  if (v.numel() > 0) ds.write(v.data_ptr(), type);
+}
+
+void write_string_attr(H5::H5Object& obj, const std::string& name, const std::string& value) {
+  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  H5::Attribute attr = obj.createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
+  attr.write(type, value);
+}
+
+std::string read_string_attr(const H5::H5Object& obj, const std::string& name) {
+  H5::Attribute attr = obj.openAttribute(name);
+  std::string value;
+  attr.read(attr.getStrType(), value);
+  return value;
+}
+
+bool has_attr(const H5::H5Object& obj, const std::string& name) { return obj.attrExists(name); }
+
+}  // namespace kdistill::detail

@@ -1,0 +1,33 @@
+#pragma once
+
+// HDF5 helpers shared by the data readers, the teacher-logit cache and the runtime export.
+// Private to the library: HDF5 never appears in public headers.
+
+#include <H5Cpp.h>
+
+#include <string>
+#include <vector>
+
+#include <torch/types.h>
+
+namespace kdistill::detail {
+
+/// Opens an HDF5 file read-only; throws kdistill::Error naming `who` and the path on failure.
+H5::H5File open_h5(const std::string& who, const std::string& path);
+
+/// Whether `file` has a dataset at `name`.
+bool has_dataset(const H5::H5File& file, const std::string& name);
+
+/// Reads a whole dataset (integer or floating point) into a CPU tensor of its own dtype.
+torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const std::string& path,
+                           const std::string& name);
+
+/// Writes `values` (float32, float64, int64, int32 or uint8, CPU) as a chunked, gzip-compressed dataset.
+void write_dataset(H5::H5File& file, const std::string& name, const torch::Tensor& values);
+
+/// String attributes on the root group.
+void write_string_attr(H5::H5Object& obj, const std::string& name, const std::string& value);
+std::string read_string_attr(const H5::H5Object& obj, const std::string& name);
+bool has_attr(const H5::H5Object& obj, const std::string& name);
+
+}  // namespace kdistill::detail

@@ -1,0 +1,93 @@
+#include "kdistill/teachers/cache.h"
+
+#include <torch/torch.h>
+
+#include "io/hdf5_util.h"
+#include "kdistill/core/error.h"
+#include "kdistill/data/hdf5.h"
+#include "kdistill/io/atomic_file.h"
+#include "kdistill/version.h"
+
+namespace kdistill {
+
+CacheInfo cache_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, const std::string& path,
+                               const std::string& teacher_sha256, int64_t batch_size) {
+  check(dataset.size() > 0, "cache_teacher_logits: the data set '", dataset.name(), "' is empty");
+  check(batch_size >= 1, "cache_teacher_logits: batch_size must be >= 1, got ", batch_size);
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < dataset.size(); i += batch_size) {
+    const int64_t len = std::min(batch_size, dataset.size() - i);
+    auto l = teacher.logits(dataset.features().narrow(0, i, len), torch::arange(i, i + len, torch::kLong));
+    check(l.dim() == 2 && l.size(0) == len, "cache_teacher_logits: the teacher returned shape ", l.sizes(),
+          " for a batch of ", len);
+    check(parts.empty() || l.size(1) == parts.front().size(1), "cache_teacher_logits: the teacher's class count changed");
+    parts.push_back(l.detach().to(torch::kCPU, torch::kFloat));
+  }
+  auto logits = torch::cat(parts);
+  check(torch::isfinite(logits).all().item<bool>(), "cache_teacher_logits: the teacher produced NaN or Inf logits");
+  CacheInfo info;
+  info.samples = logits.size(0);
+  info.classes = logits.size(1);
+  info.teacher_sha256 = teacher_sha256;
+  info.data_sha256 = data::features_sha256(dataset);
+  info.kdistill_version = kVersion;
+  io::atomic_write(path, [&](const std::string& tmp) {
+    H5::H5File file(tmp, H5F_ACC_TRUNC);
+    detail::write_dataset(file, "logits", logits);
+    detail::write_string_attr(file, "teacher_sha256", info.teacher_sha256);
+    detail::write_string_attr(file, "data_sha256", info.data_sha256);
+    detail::write_string_attr(file, "kdistill_version", info.kdistill_version);
+  });
+  return info;
+}
+
+CachedTeacher::CachedTeacher(const std::string& path) : path_(path) {
+  constexpr const char* fn = "CachedTeacher";
+  auto file = detail::open_h5(fn, path);
+  const bool has_logits = detail::has_dataset(file, "logits");
+  check(has_logits || detail::has_dataset(file, "probs"), fn, ": ", path,
+        " holds neither a 'logits' nor a 'probs' dataset");
+  auto values = detail::read_dataset(fn, file, path, has_logits ? "logits" : "probs").to(torch::kFloat);
+  check(values.dim() == 2 && values.size(0) > 0 && values.size(1) > 0, fn, ": ", path, ":",
+        has_logits ? "logits" : "probs", " must be [N, C], got shape ", values.sizes());
+  if (!torch::isfinite(values).all().item<bool>()) {
+    auto row = (~torch::isfinite(values)).any(1).nonzero()[0][0].item<int64_t>();
+    fail(fn, ": ", path, " has a NaN or infinite value in row ", row);
+  }
+  if (!has_logits) {
+    check((values >= 0).all().item<bool>() && (values <= 1 + 1e-4).all().item<bool>(), fn, ": ", path,
+          ":probs holds values outside [0, 1]");
+    values = values.clamp_min(1e-8).log();
+    info_.from_probs = true;
+  }
+  logits_ = values.contiguous();
+  info_.samples = logits_.size(0);
+  info_.classes = logits_.size(1);
+  for (auto [name, field] : {std::pair{"teacher_sha256", &info_.teacher_sha256}, {"data_sha256", &info_.data_sha256},
+                             {"kdistill_version", &info_.kdistill_version}}) {
+    if (detail::has_attr(file, name)) *field = detail::read_string_attr(file, name);
+  }
+}
+
+torch::Tensor CachedTeacher::logits(const torch::Tensor& inputs, const torch::Tensor& indices) {
+  auto out = logits_.index_select(0, indices.to(torch::kCPU, torch::kLong));
+  return inputs.defined() && !inputs.device().is_cpu() ? out.to(inputs.device()) : out;
+}
+
+std::string CachedTeacher::describe() const { return "cache:" + path_; }
+
+void CachedTeacher::check_matches(const data::TensorDataset& dataset, int64_t classes) const {
+  check(info_.samples == dataset.size(), "teacher cache ", path_, " holds logits for ", info_.samples,
+        " samples but the training set has ", dataset.size());
+  if (classes > 0) {
+    check(info_.classes == classes, "teacher cache ", path_, " holds ", info_.classes,
+          " classes but the data set has ", classes);
+  }
+  if (!info_.data_sha256.empty()) {
+    const auto actual = data::features_sha256(dataset);
+    check(info_.data_sha256 == actual, "teacher cache ", path_, " was made for other data: data_sha256 ",
+          info_.data_sha256.substr(0, 12), "... but the training set's is ", actual.substr(0, 12), "...");
+  }
+}
+
+}  // namespace kdistill

@@ -1,0 +1,67 @@
+// Error paths of `kdistill train`, `cache-teacher` and `eval`: exit status and one "error:" line.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "fixtures/fixtures.h"
+#include "support.h"
+
+namespace kdistill::test {
+namespace {
+
+Output cli(const std::string& args) { return run(std::string(KDISTILL_CLI) + " " + args); }
+
+void expect_error(const Output& o, int status, const std::string& needle) {
+  EXPECT_EQ(o.status, status) << o.err;
+  EXPECT_EQ(o.err.rfind("error: ", 0), 0u) << o.err;
+  EXPECT_NE(o.err.find(needle), std::string::npos) << o.err;
+  if (status == 1) EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+  if (status == 2) EXPECT_NE(o.err.find("usage"), std::string::npos) << o.err;
+}
+
+}  // namespace
+
+TEST(TrainCli, UsageErrors) {
+  expect_error(cli("train"), 2, "--config or --resume");
+  expect_error(cli("train --config a.yaml --resume b"), 2, "excludes");
+  expect_error(cli("train --config a.yaml --nproc 2"), 2, "not implemented yet");
+  expect_error(cli("cache-teacher --teacher t.pt"), 2, "--data");
+  expect_error(cli("eval --data x"), 2, "--model");
+}
+
+TEST(TrainCli, RuntimeErrorsNameTheProblem) {
+  TempDir dir;
+  expect_error(cli("train --config " + (dir / "none.yaml")), 1, "none.yaml");
+  std::ofstream(dir / "bad.yaml") << "student: {torchscript: s.pt}\noutput: o\ntrain: {lr: fast}\n";
+  expect_error(cli("train --config " + (dir / "bad.yaml")), 1, "train.lr: expected a number, got \"fast\"");
+  std::ofstream(dir / "typo.yaml") << "student: {torchscript: s.pt}\noutput: o\ntrian: {}\n";
+  expect_error(cli("train --config " + (dir / "typo.yaml")), 1, "trian: unknown key");
+  expect_error(cli("train --resume " + dir.path()), 1, "not a kdistill run directory");
+  std::ofstream(dir / "nodata.yaml") << "data: {path: " << (dir / "empty") << "}\nstudent: {torchscript: s.pt}\noutput: o\n";
+  expect_error(cli("train --config " + (dir / "nodata.yaml")), 1, "train-images-idx3-ubyte");
+  std::ofstream(dir / "cuda.yaml") << "device: cuda:7\nstudent: {torchscript: s.pt}\noutput: " << (dir / "o") << "\n";
+  expect_error(cli("train --config " + (dir / "cuda.yaml")), 1, "cuda:7");
+  expect_error(cli("cache-teacher --teacher " + (dir / "t.pt") + " --data hdf5:" + (dir / "x.h5") + " --out " +
+                   (dir / "o.h5")),
+               1, "x.h5 does not exist");
+  expect_error(cli("cache-teacher --teacher t.pt --data csv:foo --out o.h5"), 1, "--data: expected idx:DIR");
+  expect_error(cli("eval --model " + (dir / "m.pt") + " --data hdf5:" + (dir / "x.h5") + ":a"), 1,
+               "hdf5:FILE:FEATURES:LABELS");
+}
+
+TEST(TrainCli, TorchScriptErrorsNameTheFile) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  std::ofstream(dir / "garbage.pt") << "not a zip archive";
+  expect_error(cli("eval --model " + (dir / "garbage.pt") + " --data hdf5:" + fx + "/test.h5"), 1,
+               "garbage.pt is not a loadable TorchScript archive");
+  expect_error(cli("eval --model " + fx + "/student5.pt --data hdf5:" + fx + "/test.h5"), 1,
+               "returns shape [200, 5] but the data set has 3 classes");
+  auto ok = cli("eval --model " + fx + "/teacher.pt --data hdf5:" + fx + "/test.h5 --teacher " + fx +
+                "/teacher.pt --json " + (dir / "e.json"));
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_NE(ok.out.find("agreement 1.0000"), std::string::npos) << ok.out;
+}
+
+}  // namespace kdistill::test

@@ -1,0 +1,115 @@
+#include "kdistill/teachers/cache.h"
+
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "fixtures/fixtures.h"
+#include "kdistill/core/error.h"
+#include "kdistill/data/hdf5.h"
+#include "kdistill/models/builders.h"
+#include "kdistill/train/trainer.h"
+#include "support.h"
+
+namespace kdistill::test {
+namespace {
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+data::TensorDataset toy(int64_t n) {
+  torch::manual_seed(4);
+  auto x = torch::randn({n, 8});
+  torch::manual_seed(999);
+  auto w = torch::randn({8, 3});
+  return data::TensorDataset(x, x.matmul(w).argmax(1), 3, "toy");
+}
+
+}  // namespace
+
+TEST(TeacherCache, WritesLogitsThatH5pyReadsWithProvenance) {
+  TempDir dir;
+  auto ds = toy(50);
+  torch::manual_seed(7);
+  ModelTeacher teacher(Model(mlp(8, {16}, 3)));
+  auto info = cache_teacher_logits(teacher, ds, dir / "c.h5", "abc123", 16);
+  EXPECT_EQ(info.samples, 50);
+  EXPECT_EQ(info.classes, 3);
+  EXPECT_EQ(info.data_sha256, data::features_sha256(ds));
+  CachedTeacher cached(dir / "c.h5");
+  // Batches of 16 against one batch of 50: equal up to the GEMM's float rounding.
+  auto expected = teacher.logits(ds.features(), torch::arange(50));
+  EXPECT_TRUE(torch::allclose(cached.all(), expected, 1e-5, 1e-6));
+  auto idx = torch::tensor({7, 0, 49}, torch::kLong);
+  EXPECT_TRUE(torch::equal(cached.logits(torch::Tensor(), idx), cached.all().index_select(0, idx)));
+  EXPECT_EQ(cached.info().teacher_sha256, "abc123");
+  EXPECT_FALSE(cached.runs_on_inputs());
+  auto py = python("import h5py\nf = h5py.File('" + (dir / "c.h5") +
+                   "', 'r')\nprint(f['logits'].shape, f['logits'].dtype, f.attrs['teacher_sha256'], "
+                   "f.attrs['data_sha256'] == '" + info.data_sha256 + "')\n");
+  if (py.status == 0) EXPECT_EQ(py.out, "(50, 3) float32 abc123 True\n");
+}
+
+TEST(TeacherCache, MismatchesAreNamed) {
+  TempDir dir;
+  auto ds = toy(40);
+  ModelTeacher teacher(Model(mlp(8, {4}, 3)));
+  cache_teacher_logits(teacher, ds, dir / "c.h5");
+  CachedTeacher cached(dir / "c.h5");
+  EXPECT_NO_THROW(cached.check_matches(ds, 3));
+  EXPECT_NE(error_of([&] { cached.check_matches(ds.slice(0, 39)); }).find("40 samples but the training set has 39"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { cached.check_matches(ds, 4); }).find("3 classes but the data set has 4"), std::string::npos);
+  auto other = data::TensorDataset(ds.features() + 1, ds.targets(), 3);
+  EXPECT_NE(error_of([&] { cached.check_matches(other); }).find("was made for other data"), std::string::npos);
+}
+
+TEST(TeacherCache, ProbabilitiesBecomeLogitsWithTheSameSoftmax) {
+  TempDir dir;
+  auto py = python("import h5py, numpy as np\n"
+                   "p = np.array([[0.7, 0.2, 0.1], [0.0, 1.0, 0.0]], dtype=np.float32)\n"
+                   "with h5py.File('" + (dir / "p.h5") + "', 'w') as f:\n    f['probs'] = p\n"
+                   "with h5py.File('" + (dir / "bad.h5") + "', 'w') as f:\n    f['probs'] = p * 3\n"
+                   "with h5py.File('" + (dir / "nan.h5") + "', 'w') as f:\n    f['logits'] = np.array([[0, 1], [np.nan, 2]], dtype=np.float32)\n"
+                   "with h5py.File('" + (dir / "none.h5") + "', 'w') as f:\n    f['other'] = p\n");
+  if (py.status != 0) GTEST_SKIP() << "python3-h5py is not installed";
+  CachedTeacher t(dir / "p.h5");
+  EXPECT_TRUE(t.info().from_probs);
+  auto soft = torch::softmax(t.all(), 1);
+  EXPECT_NEAR(soft[0][0].item<float>(), 0.7f, 1e-6);
+  EXPECT_NEAR(soft[1][1].item<float>(), 1.0f, 1e-6);  // clamped zeros stay ~0
+  EXPECT_TRUE(torch::isfinite(t.all()).all().item<bool>());
+  EXPECT_NE(error_of([&] { CachedTeacher x(dir / "bad.h5"); }).find("outside [0, 1]"), std::string::npos);
+  EXPECT_NE(error_of([&] { CachedTeacher x(dir / "nan.h5"); }).find("row 1"), std::string::npos);
+  EXPECT_NE(error_of([&] { CachedTeacher x(dir / "none.h5"); }).find("neither a 'logits' nor a 'probs'"),
+            std::string::npos);
+}
+
+TEST(TeacherCache, DistillingFromTheCacheEqualsDistillingFromTheLiveTeacher) {
+  TempDir dir;
+  auto ds = toy(256);
+  torch::manual_seed(7);
+  Model teacher_model(mlp(8, {16}, 3));
+  auto live = std::make_shared<ModelTeacher>(teacher_model);
+  cache_teacher_logits(*live, ds, dir / "c.h5");
+  auto cached = std::make_shared<CachedTeacher>(dir / "c.h5");
+  auto train_with = [&](std::shared_ptr<Teacher> t) {
+    torch::manual_seed(3);
+    Model s(mlp(8, {8}, 3));
+    DistillTrainer(s, t, TrainerOptions().epochs(2).batch_size(32).progress(false)).fit(ds);
+    return s.parameters();
+  };
+  // The live teacher sees shuffled batches of 32, the cache was written in batches of 1000: their
+  // logits differ in the last bits, so the students agree to rounding, not bitwise.
+  auto a = train_with(live), b = train_with(cached);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5)) << i;
+}
+
+}  // namespace kdistill::test

@@ -1,0 +1,99 @@
+#include "kdistill/train/config.h"
+
+#include <gtest/gtest.h>
+
+#include "kdistill/core/error.h"
+
+namespace kdistill::test {
+namespace {
+
+std::string error_of(const std::string& yaml) {
+  try {
+    parse_config(yaml, "run.yaml", "/base");
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+const char* kFull = R"(
+seed: 7
+device: cpu
+threads: 2
+data: {format: hdf5, train: data/train.h5, test: /abs/test.h5, features: feats, labels: labs, labeled: 100}
+teacher: {cache: logits.h5}
+student: {torchscript: student.pt}
+loss: {kind: kd, temperature: 2.5, alpha: 0.7}
+train: {epochs: 3, batch_size: 64, optimizer: adamw, lr: 0.001, momentum: 0.5, nesterov: false,
+        weight_decay: 1.0e-4, schedule: step, warmup_steps: 5, step_size: 10, gamma: 0.5, grad_clip_norm: 1.0,
+        checkpoint_every: 50, log_every: 10, max_steps: 0, eval_batch_size: 256, on_nonfinite: skip}
+output: runs/x
+)";
+
+}  // namespace
+
+TEST(Config, ParsesEveryKeyAndResolvesRelativePaths) {
+  auto c = parse_config(kFull, "run.yaml", "/base");
+  EXPECT_EQ(c.seed, 7u);
+  EXPECT_EQ(c.threads, 2);
+  EXPECT_EQ(c.data.format, "hdf5");
+  EXPECT_EQ(c.data.train, "/base/data/train.h5");
+  EXPECT_EQ(c.data.test, "/abs/test.h5");
+  EXPECT_EQ(c.data.features, "feats");
+  EXPECT_EQ(c.data.labeled, 100);
+  EXPECT_EQ(c.teacher_cache, "/base/logits.h5");
+  EXPECT_TRUE(c.teacher_torchscript.empty());
+  EXPECT_EQ(c.student_torchscript, "/base/student.pt");
+  EXPECT_EQ(c.train.loss().temperature(), 2.5);
+  EXPECT_EQ(c.train.loss().alpha(), 0.7);
+  EXPECT_EQ(c.train.optimizer(), "adamw");
+  EXPECT_EQ(c.train.lr(), 0.001);
+  EXPECT_EQ(c.train.schedule(), "step");
+  EXPECT_EQ(c.train.step_size(), 10);
+  EXPECT_EQ(c.train.on_nonfinite(), "skip");
+  EXPECT_EQ(c.train.seed(), 7u);  // the top-level seed reaches the trainer
+  EXPECT_EQ(c.output, "/base/runs/x");
+}
+
+TEST(Config, DefaultsAndTheNestedHdf5Form) {
+  auto c = parse_config("student: {torchscript: s.pt}\noutput: out\n", "run.yaml", "/b");
+  EXPECT_EQ(c.data.format, "idx");
+  EXPECT_EQ(c.data.path, "/usr/share/datasets/fashion-mnist");
+  EXPECT_EQ(c.train.epochs(), 10);
+  EXPECT_EQ(c.train.loss().temperature(), 4.0);
+  auto n = parse_config("data: {format: hdf5, hdf5: {train: t.h5, features: f}}\nstudent: {torchscript: s.pt}\noutput: o\n",
+                        "run.yaml", "/b");
+  EXPECT_EQ(n.data.train, "/b/t.h5");
+  EXPECT_EQ(n.data.features, "f");
+}
+
+TEST(Config, ErrorsNameTheKeyPath) {
+  const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
+  EXPECT_EQ(error_of(base + "train: {lr: fast}\n"), "run.yaml: train.lr: expected a number, got \"fast\"");
+  EXPECT_NE(error_of(base + "train: {lrr: 0.1}\n").find("run.yaml: train.lrr: unknown key"), std::string::npos);
+  EXPECT_NE(error_of(base + "colour: red\n").find("run.yaml: colour: unknown key"), std::string::npos);
+  EXPECT_EQ(error_of(base + "train: {epochs: 2.5}\n"), "run.yaml: train.epochs: expected an integer, got \"2.5\"");
+  EXPECT_EQ(error_of(base + "train: {nesterov: maybe}\n"), "run.yaml: train.nesterov: expected true or false, got \"maybe\"");
+  EXPECT_EQ(error_of(base + "train: [1, 2]\n"), "run.yaml: train: expected a mapping, got a list");
+  EXPECT_EQ(error_of(base + "loss: {temperature: {a: 1}}\n"), "run.yaml: loss.temperature: expected a number, got a mapping");
+  EXPECT_NE(error_of(base + "data: {format: csv}\n").find("data.format: expected idx or hdf5, got \"csv\""), std::string::npos);
+  EXPECT_NE(error_of(base + "data: {format: hdf5}\n").find("data.train: required"), std::string::npos);
+  EXPECT_NE(error_of(base + "teacher: {cache: a.h5, torchscript: t.pt}\n").find("either torchscript or cache"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "loss: {kind: dkd}\n").find("loss.kind: expected kd"), std::string::npos);
+  EXPECT_NE(error_of("output: o\n").find("student: required"), std::string::npos);
+  EXPECT_NE(error_of("student: {torchscript: s.pt}\n").find("output: required"), std::string::npos);
+  EXPECT_NE(error_of("train: {lr: [\n").find("not valid YAML"), std::string::npos);
+  EXPECT_NE(error_of("- a\n- b\n").find("the document: expected a mapping"), std::string::npos);
+}
+
+TEST(Config, ToYamlRoundTrips) {
+  auto c = parse_config(kFull, "run.yaml", "/base");
+  auto again = parse_config(to_yaml(c), "resolved", "/elsewhere");
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+  EXPECT_EQ(again.data.train, "/base/data/train.h5");  // absolute after resolution
+  EXPECT_EQ(again.train.grad_clip_norm(), 1.0);
+  EXPECT_EQ(again.train.loss().alpha(), 0.7);
+}
+
+}  // namespace kdistill::test

@@ -1,0 +1,180 @@
+#include "kdistill/train/run.h"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "fixtures/fixtures.h"
+#include "kdistill/core/error.h"
+#include "kdistill/io/atomic_file.h"
+#include "kdistill/models/model.h"
+#include "support.h"
+
+namespace kdistill::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string config_text(const std::string& fx, const std::string& out, const std::string& teacher) {
+  return "seed: 3\nthreads: 1\n"
+         "data: {format: hdf5, train: " + fx + "/train.h5, test: " + fx + "/test.h5}\n" + teacher +
+         "student: {torchscript: " + fx + "/student.pt}\n"
+         "loss: {kind: kd, temperature: 2.0, alpha: 0.7}\n"
+         "train: {epochs: 4, batch_size: 32, lr: 0.1, schedule: cosine, checkpoint_every: 10, log_every: 5}\n"
+         "output: " + out + "\n";
+}
+
+std::vector<torch::Tensor> weights(const std::string& path) {
+  auto m = Model::load_torchscript(path);
+  std::vector<torch::Tensor> out;
+  for (auto& p : m.parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+bool same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!torch::equal(a[i], b[i])) return false;
+  }
+  return true;
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+}  // namespace
+
+TEST(Run, WritesEveryOutputAndATraceableManifest) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  const auto out = dir / "run";
+  auto cfg = parse_config(config_text(fx, out, "teacher: {torchscript: " + fx + "/teacher.pt}\n"), "run.yaml", dir.path());
+  auto result = run_config(cfg);
+  for (const char* f : {"config.yaml", "student_init.pt", "student.pt", "metrics.jsonl", "report.json", "manifest.json",
+                        "checkpoints/last.pt"}) {
+    EXPECT_TRUE(fs::exists(fs::path(out) / f)) << f;
+  }
+  EXPECT_GT(result.train.final_eval.accuracy, 0.85);
+  auto m = nlohmann::json::parse(io::read_file(out + "/manifest.json"));
+  EXPECT_EQ(m["status"], "complete");
+  EXPECT_EQ(m["seed"], 3);
+  EXPECT_EQ(m["config"]["train"]["lr"], 0.1);
+  EXPECT_TRUE(m.contains("start_time") && m.contains("end_time"));
+  EXPECT_EQ(m["metrics"]["student"]["accuracy"], result.train.final_eval.accuracy);
+  // The recorded hashes are the files' SHA-256 as sha256sum computes them.
+  auto sum = [](const std::string& p) { return run("sha256sum " + p).out.substr(0, 64); };
+  EXPECT_EQ(m["files"]["teacher"]["sha256"], sum(fx + "/teacher.pt"));
+  EXPECT_EQ(m["files"]["student"]["sha256"], sum(fx + "/student.pt"));
+  EXPECT_EQ(m["files"]["data"][fx + "/train.h5"], sum(fx + "/train.h5"));
+  auto report = nlohmann::json::parse(result.report_json);
+  EXPECT_EQ(report["models"]["student_kd"]["params"], 8 * 16 + 16 + 16 * 3 + 3);
+  EXPECT_GT(report["models"]["teacher"]["accuracy"].get<double>(), 0.9);
+
+  // The saved student gives Python the logits it gives C++.
+  auto student = Model::load_torchscript(out + "/student.pt");
+  auto x = torch::linspace(-2, 2, 24).view({3, 8});
+  auto cpp = student.forward(x).contiguous();
+  auto py = python("import torch\nm = torch.jit.load('" + out + "/student.pt')\n"
+                   "x = torch.linspace(-2, 2, 24).view(3, 8)\nprint(' '.join(repr(v) for v in m(x).flatten().tolist()))\n");
+  ASSERT_EQ(py.status, 0) << py.err;
+  std::istringstream in(py.out);
+  for (int64_t i = 0; i < cpp.numel(); ++i) {
+    double v;
+    in >> v;
+    EXPECT_NEAR(v, cpp.view(-1)[i].item<double>(), 1e-6);
+  }
+
+  // A second run into the same directory is refused and leaves everything as it was.
+  const auto before = io::read_file(out + "/report.json");
+  EXPECT_NE(error_of([&] { run_config(cfg); }).find("already holds a run"), std::string::npos);
+  EXPECT_EQ(io::read_file(out + "/report.json"), before);
+  // Resuming a finished run changes nothing.
+  auto w = weights(out + "/student.pt");
+  resume_run(out);
+  EXPECT_TRUE(same(w, weights(out + "/student.pt")));
+}
+
+TEST(Run, CacheTeacherRunEqualsLiveTeacherRun) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  auto live = run_config(parse_config(config_text(fx, dir / "live", "teacher: {torchscript: " + fx + "/teacher.pt}\n"),
+                                      "run.yaml", dir.path()));
+  auto r = run(std::string(KDISTILL_CLI) + " cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx +
+               "/train.h5 --out " + (dir / "logits.h5"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto cached = run_config(parse_config(config_text(fx, dir / "cached", "teacher: {cache: " + (dir / "logits.h5") + "}\n"),
+                                        "run.yaml", dir.path()));
+  // Equal up to the float rounding between batched and live teacher logits.
+  auto a = weights(dir / "live/student.pt"), b = weights(dir / "cached/student.pt");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-3, 1e-4)) << i;
+  EXPECT_NEAR(cached.train.final_eval.accuracy, live.train.final_eval.accuracy, 0.011);
+}
+
+TEST(Run, RefusesMismatchesBeforeTraining) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  // A student with 5 outputs for 3 classes.
+  auto text = config_text(fx, dir / "five", "teacher: {torchscript: " + fx + "/teacher.pt}\n");
+  text.replace(text.find("student.pt"), 10, "student5.pt");
+  auto msg = error_of([&] { run_config(parse_config(text, "run.yaml", dir.path())); });
+  EXPECT_NE(msg.find("the student returns shape [2, 5]"), std::string::npos) << msg;
+  EXPECT_FALSE(fs::exists(dir / "five/student.pt"));
+  auto m = nlohmann::json::parse(io::read_file(dir / "five/manifest.json"));
+  EXPECT_EQ(m["status"], "failed");
+  // A cache made for other data.
+  auto probs = config_text(fx, dir / "p", "teacher: {cache: " + fx + "/probs.h5}\n");
+  probs.replace(probs.find("train.h5"), 8, "test.h5");
+  msg = error_of([&] { run_config(parse_config(probs, "run.yaml", dir.path())); });
+  EXPECT_NE(msg.find("400 samples but the training set has 200"), std::string::npos) << msg;
+  // A missing student file.
+  auto missing = config_text(fx, dir / "m", "");
+  missing.replace(missing.find("student.pt"), 10, "nothere.pt");
+  msg = error_of([&] { run_config(parse_config(missing, "run.yaml", dir.path())); });
+  EXPECT_NE(msg.find("nothere.pt does not exist"), std::string::npos) << msg;
+}
+
+TEST(Run, ProbabilityOnlyTeacherDistils) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  auto r = run_config(parse_config(config_text(fx, dir / "p", "teacher: {cache: " + fx + "/probs.h5}\n"), "run.yaml",
+                                   dir.path()));
+  EXPECT_GT(r.train.final_eval.accuracy, 0.85);
+}
+
+TEST(Run, KilledCommandResumesToTheSameStudent) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  auto write = [&](const std::string& name, const std::string& out) {
+    auto text = config_text(fx, out, "teacher: {torchscript: " + fx + "/teacher.pt}\n");
+    text.replace(text.find("epochs: 4"), 9, "epochs: 40");
+    std::ofstream(dir / name) << text;
+  };
+  write("ref.yaml", dir / "ref");
+  write("killed.yaml", dir / "killed");
+  const std::string cli = KDISTILL_CLI;
+  ASSERT_EQ(run(cli + " train --config " + (dir / "ref.yaml")).status, 0);
+  // SIGKILL at an arbitrary moment (wherever it lands, the resumed result must be identical).
+  auto killed = run("timeout -s KILL 1.5 " + cli + " train --config " + (dir / "killed.yaml"));
+  EXPECT_TRUE(killed.status == 128 + 9 || killed.status == 0) << killed.status << killed.err;
+  auto resumed = run(cli + " train --resume " + (dir / "killed"));
+  ASSERT_EQ(resumed.status, 0) << resumed.err;
+  EXPECT_TRUE(same(weights(dir / "ref/student.pt"), weights(dir / "killed/student.pt")));
+}
+
+}  // namespace kdistill::test
