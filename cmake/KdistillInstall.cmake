@@ -6,7 +6,7 @@ include(CMakePackageConfigHelpers)
 
 set(KDISTILL_CMAKE_DIR "${CMAKE_INSTALL_LIBDIR}/cmake/kdistill")
 
-install(TARGETS kdistill EXPORT kdistillTargets
+install(TARGETS kdistill kdistill_runtime EXPORT kdistillTargets
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}

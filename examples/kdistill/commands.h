@@ -17,7 +17,11 @@ Run add_demo(CLI::App& app);
 Run add_train(CLI::App& app);
 /// `kdistill cache-teacher`: a teacher's logits over a data set, to HDF5.
 Run add_cache_teacher(CLI::App& app);
+/// `kdistill bench`: teacher and student latency side by side.
+Run add_bench(CLI::App& app);
 /// `kdistill eval`: accuracy, agreement and calibration of a TorchScript model.
 Run add_eval(CLI::App& app);
+/// `kdistill export`: a TorchScript student written as HDF5 for the Eigen runtime.
+Run add_export(CLI::App& app);
 
 }  // namespace kdistill::cli

@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "commands.h"
+#include "cli_util.h"
 #include "kdistill/kdistill.h"
 
 namespace kdistill::cli {
@@ -35,6 +36,7 @@ struct DemoArgs {
   std::string teacher_weights;
   int64_t validation = 0;
   double bench_seconds = 0.5;
+  std::string batches = "1,256";
 };
 
 TrainerOptions common(const DemoArgs& a, int64_t epochs, double lr) {
@@ -62,6 +64,7 @@ bench::ModelReport describe(Model& model, const TrainResult& r) {
 
 int run_demo(const DemoArgs& a) {
   const auto device = parse_device(a.device);
+  const auto batches = parse_int_list("--batch", a.batches);
   set_threads(a.threads);
   check(a.labels >= 0, "demo: --labels must be >= 0, got ", a.labels);
   // Hyperparameters are checked before anything trains: a bad --alpha must not cost a teacher.
@@ -69,6 +72,10 @@ int run_demo(const DemoArgs& a) {
   check(a.alpha >= 0 && a.alpha <= 1, "demo: --alpha must be in [0, 1], got ", a.alpha);
   check(a.lr > 0 && a.teacher_lr > 0, "demo: --lr and --teacher-lr must be > 0, got ", a.lr, " and ", a.teacher_lr);
   check(a.validation >= 0, "demo: --validation must be >= 0, got ", a.validation);
+  if (!a.report.empty()) {
+    const auto dir = std::filesystem::absolute(a.report).parent_path();
+    check(std::filesystem::is_directory(dir), "demo: --report: directory ", dir.string(), " does not exist");
+  }
   auto splits = data::load_mnist_family(a.data, "fashion-mnist");
   data::TensorDataset train = splits.train, eval = splits.test;
   if (a.validation > 0) {
@@ -142,7 +149,7 @@ int run_demo(const DemoArgs& a) {
                    {"student_kd", describe(kd_student, kd_result)}};
   Model* models[] = {&teacher, &scratch_student, &kd_student};
   for (size_t i = 0; i < 3; ++i) {
-    report.models[i].second.latency = bench::measure_model(*models[i], shape, {1, 256}, device, lat);
+    report.models[i].second.latency = bench::measure_model(*models[i], shape, batches, device, lat);
   }
 
   std::cout << "\n" << bench::to_markdown(report) << "\n";
@@ -187,6 +194,7 @@ Run add_demo(CLI::App& app) {
   app.add_option("--validation", a->validation,
                  "Tuning: evaluate on the last N training images instead of the test set")
       ->capture_default_str();
+  app.add_option("--batch", a->batches, "Batch sizes whose latency is measured")->capture_default_str();
   app.add_option("--bench-seconds", a->bench_seconds, "Timed seconds per model and batch size")->capture_default_str();
   return [a] { return run_demo(*a); };
 }

@@ -16,7 +16,7 @@
 
 namespace {
 
-constexpr const char* kUsage = "usage: kdistill [--version] [--help] <command> [options]; commands: demo, train, cache-teacher, eval, export\n";
+constexpr const char* kUsage = "usage: kdistill [--version] [--help] <command> [options]; commands: demo, train, cache-teacher, bench, eval, export\n";
 
 int print_version() {
   auto info = kdistill::system_info();
@@ -72,7 +72,10 @@ int main(int argc, char** argv) {
   add("train", "Run a configured distillation (--config run.yaml) or continue one (--resume DIR)",
       kdistill::cli::add_train);
   add("cache-teacher", "Run a teacher once over a data set and store its logits in HDF5", kdistill::cli::add_cache_teacher);
+  add("bench", "Latency and throughput of a teacher and a student side by side", kdistill::cli::add_bench);
   add("eval", "Accuracy, agreement and calibration of a TorchScript model", kdistill::cli::add_eval);
+  add("export", "Write a TorchScript student as an HDF5 file for the Eigen runtime (kdistill::runtime)",
+      kdistill::cli::add_export);
   app.require_subcommand(0, 1);
 
   try {
@@ -101,6 +104,8 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << one_line(e.what_without_backtrace()) << "\n";
   } catch (const std::exception& e) {
     std::cerr << "error: " << one_line(e.what()) << "\n";
+  } catch (...) {  // a foreign exception type (e.g. from HDF5) must still not abort the command
+    std::cerr << "error: an unexpected exception of unknown type ended the command\n";
   }
   return 1;
 }

@@ -8,7 +8,7 @@
 #include <torch/torch.h>
 
 #include "commands.h"
-#include "data_spec.h"
+#include "cli_util.h"
 #include "kdistill/kdistill.h"
 
 namespace kdistill::cli {
@@ -47,7 +47,7 @@ Run add_cache_teacher(CLI::App& app) {
   app.add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
   return [a] {
     const auto device = parse_device(a->device);
-    auto dataset = load_data_spec(a->data, a->split);
+    auto dataset = data::load_spec(a->data, a->split);
     ModelTeacher teacher(Model::load_torchscript(a->teacher, device));
     auto info = cache_teacher_logits(teacher, dataset, a->out, io::sha256_file(a->teacher), a->batch_size);
     std::cout << fmt::format("wrote {}: logits [{}, {}], data_sha256 {}\n", a->out, info.samples, info.classes,
@@ -69,7 +69,7 @@ Run add_eval(CLI::App& app) {
   app.add_option("--json", a->json, "Also write the metrics as JSON here");
   return [a] {
     const auto device = parse_device(a->device);
-    auto dataset = load_data_spec(a->data, a->split);
+    auto dataset = data::load_spec(a->data, a->split);
     auto model = Model::load_torchscript(a->model, device);
     torch::Tensor teacher_logits;
     if (!a->teacher.empty()) {

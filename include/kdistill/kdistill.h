@@ -8,6 +8,7 @@
 /// auto loss = kdistill::kd_loss(s, t, y, kdistill::KDLossOptions().temperature(4.0).alpha(0.9));
 /// ```
 
+#include "kdistill/bench/compare.h"
 #include "kdistill/bench/latency.h"
 #include "kdistill/bench/report.h"
 #include "kdistill/core/error.h"
@@ -18,6 +19,7 @@
 #include "kdistill/data/hdf5.h"
 #include "kdistill/data/idx.h"
 #include "kdistill/data/mnist.h"
+#include "kdistill/data/spec.h"
 #include "kdistill/data/tensor_dataset.h"
 #include "kdistill/io/atomic_file.h"
 #include "kdistill/io/sha256.h"

@@ -87,7 +87,7 @@ std::string to_markdown(const Report& r, const std::string& baseline) {
   out << "| model | arch | params | accuracy | agreement | train samples/s |";
   for (auto b : batches) out << " b" << b << " p50 / p99 (ms) |";
   if (base) {
-    for (auto b : batches) out << " speed-up b" << b << " |";
+    for (auto b : batches) out << " speed-up b" << b << " p50 / p99 |";
   }
   out << "\n|---|---|---:|---:|---:|---:|";
   for (size_t i = 0; i < batches.size() * (base ? 2 : 1); ++i) out << "---:|";
@@ -105,7 +105,8 @@ std::string to_markdown(const Report& r, const std::string& baseline) {
       for (auto b : batches) {
         const auto* l = at_batch(m, b);
         const auto* lb = at_batch(*base, b);
-        out << " " << (l && lb ? fmt::format("{:.1f}x", lb->p50_ms / l->p50_ms) : "-") << " |";
+        out << " " << (l && lb ? fmt::format("{:.1f}x / {:.1f}x", lb->p50_ms / l->p50_ms, lb->p99_ms / l->p99_ms) : "-")
+            << " |";
       }
     }
     out << "\n";

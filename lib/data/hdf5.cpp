@@ -24,8 +24,7 @@ TensorDataset load_hdf5(const std::string& path, const std::string& features, co
 
 void save_hdf5(const TensorDataset& dataset, const std::string& path, const std::string& features,
                const std::string& labels) {
-  io::atomic_write(path, [&](const std::string& tmp) {
-    H5::H5File file(tmp, H5F_ACC_TRUNC);
+  detail::write_h5("save_hdf5", path, [&](H5::H5File& file) {
     detail::write_dataset(file, features, dataset.features().to(torch::kFloat));
     detail::write_dataset(file, labels, dataset.targets());
   });

@@ -42,6 +42,8 @@ std::string parent_dir(const std::string& path) {
 }  // namespace
 
 void atomic_write(const std::string& path, const std::function<void(const std::string&)>& write) {
+  const std::string dir = parent_dir(path);
+  check(fs::is_directory(dir), "cannot write ", path, ": directory ", dir, " does not exist");
   const std::string tmp = temp_name(path);
   try {
     write(tmp);

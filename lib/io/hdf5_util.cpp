@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
+#include "kdistill/io/atomic_file.h"
 
 namespace kdistill::detail {
 namespace {
@@ -82,6 +83,17 @@ torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const
   } catch (const H5::Exception& e) {
     fail(where, " cannot be read: ", e.getDetailMsg());
   }
+}
+
+void write_h5(const std::string& who, const std::string& path, const std::function<void(H5::H5File&)>& fill) {
+  io::atomic_write(path, [&](const std::string& tmp) {
+    try {
+      H5::H5File file(tmp, H5F_ACC_TRUNC);
+      fill(file);
+    } catch (const H5::Exception& e) {
+      fail(who, ": cannot write ", path, ": ", e.getDetailMsg());
+    }
+  });
 }
 
 void write_dataset(H5::H5File& file, const std::string& name, const torch::Tensor& values) {

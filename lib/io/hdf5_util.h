@@ -5,6 +5,7 @@
 
 #include <H5Cpp.h>
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,10 @@ bool has_dataset(const H5::H5File& file, const std::string& name);
 /// Reads a whole dataset (integer or floating point) into a CPU tensor of its own dtype.
 torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const std::string& path,
                            const std::string& name);
+
+/// Creates the HDF5 file `path` atomically (io::atomic_write) and lets `fill` write into it;
+/// HDF5's own exceptions become kdistill::Error naming `who` and the path.
+void write_h5(const std::string& who, const std::string& path, const std::function<void(H5::H5File&)>& fill);
 
 /// Writes `values` (float32, float64, int64, int32 or uint8, CPU) as a chunked, gzip-compressed dataset.
 void write_dataset(H5::H5File& file, const std::string& name, const torch::Tensor& values);

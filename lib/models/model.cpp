@@ -1,6 +1,7 @@
 #include "kdistill/models/model.h"
 
 #include <filesystem>
+#include <sstream>
 
 #include <torch/serialize.h>
 #include <torch/torch.h>
@@ -110,6 +111,19 @@ void Model::save(const std::string& path) const {
       archive.save_to(tmp);
     }
   });
+}
+
+int64_t Model::serialized_bytes() const {
+  check(defined(), "Model::serialized_bytes: the model is empty");
+  std::ostringstream out;
+  if (script_) {
+    script_->save(out);
+  } else {
+    torch::serialize::OutputArchive archive;
+    module_->save(archive);
+    archive.save_to(out);
+  }
+  return static_cast<int64_t>(out.str().size());
 }
 
 void Model::load_weights(const std::string& path) {

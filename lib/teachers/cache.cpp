@@ -31,8 +31,7 @@ CacheInfo cache_teacher_logits(Teacher& teacher, const data::TensorDataset& data
   info.teacher_sha256 = teacher_sha256;
   info.data_sha256 = data::features_sha256(dataset);
   info.kdistill_version = kVersion;
-  io::atomic_write(path, [&](const std::string& tmp) {
-    H5::H5File file(tmp, H5F_ACC_TRUNC);
+  detail::write_h5("cache_teacher_logits", path, [&](H5::H5File& file) {
     detail::write_dataset(file, "logits", logits);
     detail::write_string_attr(file, "teacher_sha256", info.teacher_sha256);
     detail::write_string_attr(file, "data_sha256", info.data_sha256);

@@ -78,6 +78,8 @@ class Model {
   /// Saves the model: TorchScript models as a TorchScript archive (readable by Python's
   /// `torch.jit.load`); C++ modules as a LibTorch archive of parameters and buffers.
   void save(const std::string& path) const;
+  /// Size in bytes of what `save` writes.
+  int64_t serialized_bytes() const;
   /// Loads parameters and buffers saved by `save` into this model (same architecture).
   void load_weights(const std::string& path);
 

@@ -1,4 +1,4 @@
-#include "data_spec.h"
+#include "kdistill/data/spec.h"
 
 #include <vector>
 
@@ -6,9 +6,9 @@
 #include "kdistill/data/hdf5.h"
 #include "kdistill/data/mnist.h"
 
-namespace kdistill::cli {
+namespace kdistill::data {
 
-data::TensorDataset load_data_spec(const std::string& spec, const std::string& split) {
+TensorDataset load_spec(const std::string& spec, const std::string& split) {
   check(split == "train" || split == "test", "--split: expected train or test, got \"", split, "\"");
   std::vector<std::string> parts;
   size_t start = 0;
@@ -20,15 +20,15 @@ data::TensorDataset load_data_spec(const std::string& spec, const std::string& s
   }
   if (parts.size() == 1 || parts[0] == "idx") {
     const auto dir = parts.size() == 1 ? parts[0] : spec.substr(4);
-    auto splits = data::load_mnist_family(dir, "idx");
+    auto splits = load_mnist_family(dir, "idx");
     return split == "train" ? splits.train : splits.test;
   }
   if (parts[0] == "hdf5") {
     check(parts.size() == 2 || parts.size() == 4, "--data: expected hdf5:FILE or hdf5:FILE:FEATURES:LABELS, got \"",
           spec, "\"");
-    return parts.size() == 2 ? data::load_hdf5(parts[1]) : data::load_hdf5(parts[1], parts[2], parts[3]);
+    return parts.size() == 2 ? load_hdf5(parts[1]) : load_hdf5(parts[1], parts[2], parts[3]);
   }
   fail("--data: expected idx:DIR, hdf5:FILE[:FEATURES:LABELS] or a directory, got \"", spec, "\"");
 }
 
-}  // namespace kdistill::cli
+}  // namespace kdistill::data

@@ -1,0 +1,82 @@
+// `kdistill bench`: latency and throughput of a teacher and a student side by side (and of the
+// student exported to the Eigen runtime), with accuracy and agreement when data is given.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include "commands.h"
+#include "cli_util.h"
+#include "kdistill/kdistill.h"
+
+namespace kdistill::cli {
+namespace {
+
+struct BenchArgs {
+  std::string teacher, student, input_shape = "1,28,28", batches = "1,8,64,256", device = "cpu", data, json, csv;
+  std::string runtimes = "torch";
+  int threads = 0;
+  int64_t iters = 1000;
+  double min_seconds = 1.0;
+};
+
+int run_bench(const BenchArgs& a) {
+  bench::CompareOptions o;
+  o.input_shape = parse_int_list("--input-shape", a.input_shape);
+  o.batch_sizes = parse_int_list("--batch", a.batches);
+  o.device = a.device;
+  o.latency = bench::LatencyOptions().min_iters(a.iters).min_seconds(a.min_seconds).threads(a.threads);
+  const std::string runtimes = "," + a.runtimes + ",";
+  o.torch = runtimes.find(",torch,") != std::string::npos;
+  o.eigen = runtimes.find(",eigen,") != std::string::npos;
+  check(o.torch || o.eigen, "--runtimes: expected a comma-separated subset of torch,eigen, got \"", a.runtimes, "\"");
+  const auto device = parse_device(a.device);
+  auto teacher = Model::load_torchscript(a.teacher, device);
+  auto student = Model::load_torchscript(a.student, device);
+  data::TensorDataset ds;
+  if (!a.data.empty()) ds = data::load_spec(a.data, "test");
+  auto report = bench::compare(teacher, student, o, a.data.empty() ? nullptr : &ds);
+  report.models[0].second.arch = std::filesystem::path(a.teacher).filename().string();
+  for (size_t i = 1; i < report.models.size(); ++i) {
+    report.models[i].second.arch = std::filesystem::path(a.student).filename().string() + (i == 2 ? " (eigen)" : "");
+  }
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  std::cout << bench::to_markdown(report)
+            << fmt::format("peak resident memory of this process: {} MiB\n", usage.ru_maxrss / 1024);
+  if (!a.json.empty()) io::atomic_write_string(a.json, bench::to_json(report));
+  if (!a.csv.empty()) io::atomic_write_string(a.csv, bench::to_csv(report));
+  return 0;
+}
+
+}  // namespace
+
+Run add_bench(CLI::App& app) {
+  auto a = std::make_shared<BenchArgs>();
+  app.add_option("--teacher", a->teacher, "TorchScript teacher")->required();
+  app.add_option("--student", a->student, "TorchScript student")->required();
+  app.add_option("--input-shape", a->input_shape, "Shape of one input")->capture_default_str();
+  app.add_option("--batch", a->batches, "Batch sizes")->capture_default_str();
+  app.add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
+  app.add_option("--threads", a->threads, "Intra-op threads (0: LibTorch's default)")->capture_default_str();
+  app.add_option("--iters", a->iters, "Timed calls at batch 1 (B: iters/B, at least 20)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--min-seconds", a->min_seconds, "Timed seconds per model and batch size at least")
+      ->capture_default_str();
+  app.add_option("--runtimes", a->runtimes, "torch, eigen or torch,eigen (eigen: the student exported to the "
+                                            "LibTorch-free runtime)")
+      ->capture_default_str();
+  app.add_option("--data", a->data, "Also measure accuracy and agreement on this data's test split");
+  app.add_option("--json", a->json, "Write the report JSON here");
+  app.add_option("--csv", a->csv, "Write one CSV row per model and batch size here");
+  return [a] { return run_bench(*a); };
+}
+
+}  // namespace kdistill::cli

@@ -1,0 +1,186 @@
+// The bad-input catalogue: every row is something a user can hand the kdistill command. Each must
+// end with exit status 1 or 2 and one "error:" line naming the problem: never a crash, an abort,
+// an uncaught exception or a hang, and never a stray temporary file or a changed earlier output.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <functional>
+
+#include <torch/torch.h>
+
+#include "fixtures/fixtures.h"
+#include "kdistill/data/idx.h"
+#include "kdistill/io/atomic_file.h"
+#include "support.h"
+
+namespace kdistill::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Case {
+  const char* name;
+  bool needs_fixtures;
+  std::function<std::string(const std::string& dir, const std::string& fx)> setup;  // returns the arguments
+  int status;
+  const char* needle;
+};
+
+void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
+
+// A valid tiny MNIST-family directory; `mutate` may then break one file.
+std::string mnist(const std::string& dir, int64_t n = 200) {
+  const auto d = dir + "/mnist";
+  fs::create_directories(d);
+  torch::manual_seed(0);
+  for (const char* split : {"train", "t10k"}) {
+    auto labels = torch::randint(0, 3, {n}, torch::kLong);
+    auto images = (torch::rand({n, 28, 28}) * 60 + labels.view({n, 1, 1}) * 80).to(torch::kUInt8);
+    data::write_idx(d + "/" + split + "-images-idx3-ubyte.gz", images);
+    data::write_idx(d + "/" + split + "-labels-idx1-ubyte.gz", labels.to(torch::kUInt8));
+  }
+  return d;
+}
+
+// A configuration for the Python fixtures with one line replaced or added.
+std::string config(const std::string& dir, const std::string& fx, const std::string& extra,
+                   const std::string& student = "student.pt", const std::string& train = "") {
+  const auto path = dir + "/run.yaml";
+  write(path, "threads: 1\ndata: {format: hdf5, train: " + (train.empty() ? fx + "/train.h5" : train) + ", test: " + fx +
+                  "/test.h5}\nteacher: {torchscript: " + fx + "/teacher.pt}\nstudent: {torchscript: " + fx + "/" +
+                  student + "}\ntrain: {epochs: 1, batch_size: 32}\noutput: " + dir + "/out\n" + extra);
+  return "train --config " + path;
+}
+
+// The fixture configuration with one piece of text replaced.
+std::string edited(const std::string& dir, const std::string& fx, const std::string& from, const std::string& to) {
+  auto args = config(dir, fx, "");
+  auto text = io::read_file(dir + "/run.yaml");
+  text.replace(text.find(from), from.size(), to);
+  write(dir + "/run.yaml", text);
+  return args;
+}
+
+std::string yaml(const std::string& dir, const std::string& text) {
+  write(dir + "/c.yaml", text);
+  return "train --config " + dir + "/c.yaml";
+}
+
+std::string h5(const std::string& dir, const std::string& python_body) {
+  auto r = python("import h5py, numpy as np\nf = h5py.File('" + dir + "/d.h5', 'w')\n" + python_body + "f.close()\n");
+  return dir + "/d.h5";
+}
+
+const std::vector<Case>& catalogue() {
+  static const std::vector<Case> cases = {
+      {"no command", false, [](auto&, auto&) { return ""; }, 2, "no command given"},
+      {"unknown command", false, [](auto&, auto&) { return "distil"; }, 2, "distil"},
+      {"unknown flag", false, [](auto&, auto&) { return "demo --colour red"; }, 2, "--colour"},
+      {"negative epochs", false, [](auto&, auto&) { return "demo --epochs-teacher -1"; }, 2, "--epochs-teacher"},
+      {"batch size 0", false, [](auto&, auto&) { return "demo --batch-size 0"; }, 2, "--batch-size"},
+      {"temperature 0", false, [](auto&, auto&) { return "demo --temperature 0"; }, 1, "temperature must be > 0, got 0"},
+      {"alpha below 0", false, [](auto&, auto&) { return "demo --alpha -0.1"; }, 1, "alpha must be in [0, 1], got -0.1"},
+      {"missing data directory", false, [](auto& d, auto&) { return "demo --data " + d + "/nothing"; }, 1,
+       "train-images-idx3-ubyte.gz"},
+      {"empty IDX file", false, [](auto& d, auto&) { auto m = mnist(d); write(m + "/train-labels-idx1-ubyte.gz", "");
+                                                      return "demo --data " + m; }, 1, "truncated"},
+      {"truncated .gz", false, [](auto& d, auto&) { auto m = mnist(d); auto p = m + "/train-images-idx3-ubyte.gz";
+                                                     auto b = io::read_file(p); write(p, b.substr(0, b.size() / 2));
+                                                     return "demo --data " + m; }, 1, "train-images-idx3-ubyte.gz"},
+      {"wrong IDX magic", false, [](auto& d, auto&) { auto m = mnist(d);
+                                                       write(m + "/t10k-labels-idx1-ubyte.gz", std::string("\0\0\x0d\x01\0\0\0\x01\x05", 9));
+                                                       return "demo --data " + m; }, 1, "not an unsigned-byte IDX file"},
+      {"image/label count mismatch", false, [](auto& d, auto&) { auto m = mnist(d);
+                                                                  data::write_idx(m + "/t10k-labels-idx1-ubyte.gz", torch::zeros({7}, torch::kUInt8));
+                                                                  return "demo --data " + m; }, 1, "7 labels"},
+      {"test label out of range", false, [](auto& d, auto&) { auto m = mnist(d);
+                                                               data::write_idx(m + "/t10k-labels-idx1-ubyte.gz", torch::full({200}, 7, torch::kUInt8));
+                                                               return "demo --data " + m; }, 1, "label 7 is outside [0, 3)"},
+      {"cuda without a GPU", false, [](auto&, auto&) { return "demo --device cuda"; }, 1, "no CUDA device"},
+      {"cuda:7", false, [](auto&, auto&) { return "demo --device cuda:7"; }, 1, "cuda:7"},
+      {"unknown device", false, [](auto&, auto&) { return "demo --device tpu"; }, 1, "expected cpu, cuda or cuda:N, got \"tpu\""},
+      {"unknown student spec", false, [](auto& d, auto&) { return "demo --data " + mnist(d) + " --student rnn:8"; }, 1, "rnn:8"},
+      {"batch larger than the data", false, [](auto& d, auto&) { return "demo --data " + mnist(d) + " --batch-size 500"; }, 1,
+       "batch_size 500 is larger than the training set"},
+      {"report directory missing", false, [](auto& d, auto&) { return "demo --data " + mnist(d) + " --report " + d + "/no/r.json"; },
+       1, "does not exist"},
+      {"missing config", false, [](auto& d, auto&) { return "train --config " + d + "/none.yaml"; }, 1, "none.yaml"},
+      {"empty config", false, [](auto& d, auto&) { return yaml(d, ""); }, 1, "expected a mapping, got nothing"},
+      {"invalid YAML", false, [](auto& d, auto&) { return yaml(d, "train: {lr: [1,\n"); }, 1, "not valid YAML"},
+      {"unknown config key", false, [](auto& d, auto&) { return yaml(d, "student: {torchscript: s.pt}\noutput: o\nseeed: 1\n"); }, 1,
+       "seeed: unknown key"},
+      {"wrong config type", false, [](auto& d, auto&) { return yaml(d, "student: {torchscript: s.pt}\noutput: o\ntrain: {lr: fast}\n"); },
+       1, "train.lr: expected a number, got \"fast\""},
+      {"--nproc 2", false, [](auto& d, auto&) { return "train --config x.yaml --nproc 2"; }, 2, "not implemented"},
+      {"resume of a non-run", false, [](auto& d, auto&) { return "train --resume " + d; }, 1, "not a kdistill run directory"},
+      {"batch_size 0 in config", true, [](auto& d, auto& fx) { return edited(d, fx, "batch_size: 32", "batch_size: 0"); }, 1,
+       "batch_size must be >= 1, got 0"},
+      {"epochs -1 in config", true, [](auto& d, auto& fx) { return edited(d, fx, "epochs: 1", "epochs: -1"); }, 1,
+       "epochs must be >= 0, got -1"},
+      {"alpha 2 in config", true, [](auto& d, auto& fx) { return config(d, fx, "loss: {alpha: 2}\n"); }, 1, "alpha must be in [0, 1], got 2"},
+      {"temperature -1 in config", true, [](auto& d, auto& fx) { return config(d, fx, "loss: {temperature: -1}\n"); }, 1,
+       "temperature must be > 0, got -1"},
+      {"missing student file", true, [](auto& d, auto& fx) { return config(d, fx, "", "nothere.pt"); }, 1, "nothere.pt does not exist"},
+      {"garbage TorchScript", true, [](auto& d, auto& fx) { write(d + "/bad.pt", "PK\x03\x04 garbage");
+                                                           return edited(d, fx, fx + "/student.pt", d + "/bad.pt"); }, 1,
+       "not a loadable TorchScript archive"},
+      {"student with 5 classes", true, [](auto& d, auto& fx) { return config(d, fx, "", "student5.pt"); }, 1, "the student returns shape [2, 5]"},
+      {"HDF5 without labels", true, [](auto& d, auto& fx) { return config(d, fx, "", "student.pt", h5(d, "f['x'] = np.zeros((10, 8), dtype=np.float32)\n")); },
+       1, "no dataset 'y'"},
+      {"truncated HDF5", true, [](auto& d, auto& fx) { auto b = io::read_file(fx + "/train.h5"); write(d + "/t.h5", b.substr(0, b.size() / 3));
+                                                      return config(d, fx, "", "student.pt", d + "/t.h5"); }, 1, "t.h5"},
+      {"NaN feature", true, [](auto& d, auto& fx) { return config(d, fx, "", "student.pt",
+                                                      h5(d, "x = np.zeros((40, 8), dtype=np.float32); x[5, 3] = np.nan\nf['x'] = x\nf['y'] = np.arange(40, dtype=np.int64) % 3\n")); },
+       1, "NaN or infinite feature in sample 5"},
+      {"cache for other data", true, [](auto& d, auto& fx) { auto a = config(d, fx, "");
+                                                            auto t = io::read_file(d + "/run.yaml");
+                                                            t.replace(t.find("torchscript: " + fx + "/teacher.pt"), 13 + fx.size() + 11, "cache: " + fx + "/probs.h5");
+                                                            t.replace(t.find(fx + "/train.h5"), fx.size() + 9, fx + "/test.h5");
+                                                            write(d + "/run.yaml", t); return a; }, 1, "400 samples but the training set has 200"},
+      {"output under a file", true, [](auto& d, auto& fx) { write(d + "/file", "x");
+                                                           return edited(d, fx, "output: " + d + "/out", "output: " + d + "/file/out"); }, 1,
+       "cannot be created"},
+      {"corrupt checkpoint on resume", true, [](auto& d, auto& fx) {
+         run(std::string(KDISTILL_CLI) + " " + config(d, fx, ""));
+         auto p = d + "/out/checkpoints/last.pt"; auto b = io::read_file(p); b[b.size() / 2] ^= 1; write(p, b);
+         return "train --resume " + d + "/out"; }, 1, "is corrupt"},
+      {"eval with a wrong model", true, [](auto& d, auto& fx) { return "eval --model " + fx + "/student5.pt --data hdf5:" + fx + "/test.h5"; },
+       1, "but the data set has 3 classes"},
+      {"cache-teacher into a missing directory", true, [](auto& d, auto& fx) {
+         return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/no/such/dir/l.h5"; },
+       1, "l.h5"},
+  };
+  return cases;
+}
+
+}  // namespace
+
+TEST(BadInput, CatalogueHasAtLeastThirtyCases) { EXPECT_GE(catalogue().size(), 30u); }
+
+TEST(BadInput, EveryCaseFailsCleanlyAndLeavesNothingBehind) {
+  for (const auto& c : catalogue()) {
+    if (c.needs_fixtures && fixtures().empty()) {
+      std::cout << "[  SKIPPED ] " << c.name << ": python3-torch or h5py missing\n";
+      continue;
+    }
+    TempDir dir;
+    const auto args = c.setup(dir.path(), fixtures());
+    write(dir / "keep.txt", "earlier output");
+    auto o = run(std::string(KDISTILL_CLI) + " " + args);
+    SCOPED_TRACE(std::string(c.name) + ": kdistill " + args);
+    EXPECT_EQ(o.status, c.status) << o.err;
+    EXPECT_EQ(o.err.rfind("error: ", 0), 0u) << o.err;
+    EXPECT_NE(o.err.find(c.needle), std::string::npos) << o.err;
+    if (c.status == 1) EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
+    for (const char* crash : {"terminate called", "Segmentation", "Aborted", "core dumped", "Traceback"}) {
+      EXPECT_EQ(o.err.find(crash), std::string::npos) << o.err;
+    }
+    EXPECT_EQ(io::read_file(dir / "keep.txt"), "earlier output");
+    for (const auto& entry : fs::recursive_directory_iterator(dir.path())) {
+      EXPECT_EQ(entry.path().filename().string().find(".tmp."), std::string::npos) << entry.path();
+    }
+  }
+}
+
+}  // namespace kdistill::test

@@ -1,0 +1,114 @@
+"""Configured runs from Python: a dict or a YAML file, a live or cached teacher; the trained
+student is checked in PyTorch alone."""
+import hashlib
+import os
+import pathlib
+
+import pytest
+
+kdistill = pytest.importorskip("kdistill", reason="kdistill is not importable: build it and set PYTHONPATH=build/python")
+import torch  # noqa: E402
+
+
+def accuracy(path, x, y):
+    """Top-1 accuracy of a TorchScript file, computed in PyTorch."""
+    model = torch.jit.load(str(path)).eval()
+    with torch.no_grad():
+        return (model(x).argmax(1) == y).double().mean().item()
+
+
+def sha256(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def test_train_from_a_dict(tabular, run_config):
+    student_before = sha256(tabular["student"])
+    r = kdistill.train(run_config)
+    assert os.path.samefile(r["output_dir"], run_config["output"])
+    assert r["kdistill_version"] == kdistill.__version__
+    assert r["dataset"] == {"name": str(tabular["train"]), "train": 200, "test": 100, "labeled": 200}
+    assert r["kd"] == {"temperature": 2.0, "alpha": 0.7}
+    assert set(r["models"]) == {"teacher", "student_kd"}
+    kd = r["models"]["student_kd"]
+    assert kd["params"] == 8 * 16 + 16 + 16 * 3 + 3
+    assert 0 <= kd["agreement"] <= 1 and kd["train_samples_per_s"] > 0
+    for name in ("student.pt", "report.json", "manifest.json", "metrics.jsonl", "config.yaml"):
+        assert os.path.isfile(os.path.join(r["output_dir"], name)), name
+    # The student is a plain TorchScript file; PyTorch alone gives the accuracy kdistill reported.
+    got = accuracy(os.path.join(r["output_dir"], "student.pt"), tabular["x_test"], tabular["y_test"])
+    assert got > 0.8
+    assert kd["accuracy"] == pytest.approx(got, abs=0.011)
+    assert sha256(tabular["student"]) == student_before  # the untrained student's file is left as it was
+
+
+def test_train_from_a_yaml_file_with_relative_paths(tabular, tmp_path):
+    for name in ("train.h5", "test.h5", "student.pt"):
+        os.symlink(tabular[name.split(".")[0]], tmp_path / name)
+    (tmp_path / "run.yaml").write_text(
+        "seed: 0\nthreads: 1\n"
+        "data: {format: hdf5, train: train.h5, test: test.h5}\n"
+        "student: {torchscript: student.pt}\n"
+        "train: {epochs: 30, batch_size: 20, lr: 0.1, schedule: cosine}\n"
+        "output: runs/scratch\n")
+    r = kdistill.train(tmp_path / "run.yaml")  # a str or any os.PathLike
+    assert os.path.samefile(r["output_dir"], tmp_path / "runs" / "scratch")  # relative to the file
+    assert set(r["models"]) == {"student_scratch"}  # no teacher: from labels alone
+    assert "kd" not in r
+    got = accuracy(tmp_path / "runs" / "scratch" / "student.pt", tabular["x_test"], tabular["y_test"])
+    assert got > 0.8
+    assert r["models"]["student_scratch"]["accuracy"] == pytest.approx(got, abs=0.011)
+
+
+def test_train_takes_path_objects_in_dicts_and_refuses_a_used_output(run_config, tmp_path):
+    run_config["train"]["epochs"] = 1
+    run_config["output"] = tmp_path / "pathlib-out"  # os.PathLike values become strings
+    r = kdistill.train(run_config)
+    assert os.path.samefile(r["output_dir"], tmp_path / "pathlib-out")
+    with pytest.raises(kdistill.Error, match="already holds a run"):
+        kdistill.train(run_config)
+
+
+def test_resume_of_a_finished_run_gives_the_same_report(run_config):
+    run_config["train"]["epochs"] = 3
+    first = kdistill.train(run_config)
+    again = kdistill.resume(first["output_dir"])
+    assert again["models"]["student_kd"]["accuracy"] == first["models"]["student_kd"]["accuracy"]
+
+
+def test_cache_teacher_then_train_from_the_cache(tabular, run_config, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    cache = tmp_path / "logits.h5"
+    info = kdistill.cache_teacher(str(tabular["teacher"]), f"hdf5:{tabular['train']}", str(cache), batch_size=64)
+    assert info["samples"] == 200 and info["classes"] == 3
+    assert info["teacher_sha256"] == sha256(tabular["teacher"])
+    assert info["kdistill_version"] == kdistill.__version__
+    assert not info["from_probs"]
+    # The cached logits are the teacher's, computed here in PyTorch.
+    with torch.no_grad():
+        want = torch.jit.load(str(tabular["teacher"]))(tabular["x_train"])
+    with h5py.File(cache, "r") as f:
+        got = torch.from_numpy(f["logits"][...])
+        data_sha256 = f.attrs["data_sha256"]
+    assert (data_sha256.decode() if isinstance(data_sha256, bytes) else str(data_sha256)) == info["data_sha256"]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+    run_config["teacher"] = {"cache": str(cache)}
+    r = kdistill.train(run_config)
+    assert set(r["models"]) == {"student_kd"}  # a cache has no model to report
+    assert accuracy(os.path.join(r["output_dir"], "student.pt"), tabular["x_test"], tabular["y_test"]) > 0.8
+
+
+def test_cache_teacher_from_a_script_module(tabular, tmp_path):
+    teacher = torch.jit.load(str(tabular["teacher"]))
+    teacher.train()
+    info = kdistill.cache_teacher(teacher, f"hdf5:{tabular['train']}", tmp_path / "logits.h5")
+    assert info["samples"] == 200
+    assert info["teacher_sha256"] == ""  # no file to hash
+    assert teacher.training and all(p.requires_grad for p in teacher.parameters())  # left as it was
+
+
+def test_load_data_matches_the_file(tabular):
+    d = kdistill.load_data(f"hdf5:{tabular['test']}")
+    assert d["num_classes"] == 3
+    torch.testing.assert_close(d["features"], tabular["x_test"])
+    assert torch.equal(d["targets"], tabular["y_test"])
