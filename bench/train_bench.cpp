@@ -2,10 +2,13 @@
 // the suite needs no data set): the MLP-64 student from labels, the same student distilled from
 // a live 784-1200-1200-10 teacher, and that teacher itself. Compare with bench/python_reference.py.
 #include <benchmark/benchmark.h>
+
+#include <filesystem>
 #include <torch/torch.h>
 
 #include "bench_common.h"
 #include "kdistill/models/builders.h"
+#include "kdistill/teachers/cache.h"
 #include "kdistill/teachers/teacher.h"
 #include "kdistill/train/trainer.h"
 
@@ -22,7 +25,22 @@ const kdistill::data::TensorDataset& fashion_shaped() {
   return ds;
 }
 
-// kind 0: student from labels; 1: student distilled from a live teacher; 2: the teacher.
+// The teacher's logits over the whole set, cached once to HDF5 (offline distillation).
+std::shared_ptr<kdistill::Teacher> cached_teacher() {
+  static std::shared_ptr<kdistill::Teacher> cached = [] {
+    torch::manual_seed(2);
+    kdistill::ModelTeacher live(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
+    const auto path = (std::filesystem::temp_directory_path() / "kdistill-train-bench-cache.h5").string();
+    kdistill::cache_teacher_logits(live, fashion_shaped(), path);
+    auto t = std::make_shared<kdistill::CachedTeacher>(path);
+    std::filesystem::remove(path);
+    return t;
+  }();
+  return cached;
+}
+
+// kind 0: student from labels; 1: student distilled from a live teacher; 2: the teacher;
+// 3: student distilled from cached teacher logits.
 void BM_TrainSteps(benchmark::State& state) {
   const int kind = static_cast<int>(state.range(0));
   const int threads = static_cast<int>(state.range(1));
@@ -31,6 +49,7 @@ void BM_TrainSteps(benchmark::State& state) {
   auto student = kind == 2 ? teacher : kdistill::Model(kdistill::mlp(784, {64}, 10), "mlp:64");
   std::shared_ptr<kdistill::Teacher> t;
   if (kind == 1) t = std::make_shared<kdistill::ModelTeacher>(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
+  if (kind == 3) t = cached_teacher();
   auto opts = kdistill::TrainerOptions()
                   .epochs(1)
                   .max_steps(kStepsPerIteration)
@@ -54,9 +73,22 @@ void BM_TrainSteps(benchmark::State& state) {
 }
 BENCHMARK(BM_TrainSteps)
     ->ArgNames({"kind", "threads"})
-    ->ArgsProduct({{0, 1, 2}, {2}})
+    ->ArgsProduct({{0, 1, 2, 3}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
+
+// Teacher inference (eval mode, no grad): the per-batch cost a live teacher adds to distillation.
+void BM_TeacherInference(benchmark::State& state) {
+  torch::set_num_threads(static_cast<int>(state.range(1)));
+  torch::manual_seed(1);
+  kdistill::ModelTeacher teacher(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
+  const int64_t batch = state.range(0);
+  auto x = torch::randn({batch, 1, 28, 28});
+  auto idx = torch::arange(batch);
+  for (auto _ : state) benchmark::DoNotOptimize(teacher.logits(x, idx).data_ptr());
+  kdistill::benchmarks::count_samples(state, batch);
+}
+BENCHMARK(BM_TeacherInference)->ArgNames({"batch", "threads"})->ArgsProduct({{1, 128, 256}, {2}});
 
 }  // namespace
 

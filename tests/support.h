@@ -6,11 +6,14 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <functional>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
+
+#include "kdistill/core/error.h"
 
 #ifndef KDISTILL_PYTHON
 #define KDISTILL_PYTHON "/usr/bin/python3"
@@ -68,6 +71,16 @@ inline Output run(const std::string& command) {
   o.out = slurp(out_path);
   o.err = slurp(err_path);
   return o;
+}
+
+/// The message of the kdistill::Error that `f` throws, or a marker when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "<no kdistill::Error thrown>";
 }
 
 /// Whether Debian's python3 with torch is available for generating fixtures.

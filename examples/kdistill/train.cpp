@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "cli_util.h"
 #include "kdistill/kdistill.h"
+#include "kdistill/runtime/runtime.h"
 
 namespace kdistill::cli {
 
@@ -61,7 +62,7 @@ Run add_eval(CLI::App& app) {
     std::string model, data, teacher, split = "test", device = "cpu", json;
   };
   auto a = std::make_shared<Args>();
-  app.add_option("--model", a->model, "TorchScript model to evaluate")->required();
+  app.add_option("--model", a->model, "TorchScript model, or a .h5 student written by kdistill export")->required();
   app.add_option("--data", a->data, "Data: idx:DIR, hdf5:FILE[:FEATURES:LABELS] or a directory")->required();
   app.add_option("--teacher", a->teacher, "TorchScript teacher, for agreement");
   app.add_option("--split", a->split, "train or test")->capture_default_str();
@@ -70,13 +71,25 @@ Run add_eval(CLI::App& app) {
   return [a] {
     const auto device = parse_device(a->device);
     auto dataset = data::load_spec(a->data, a->split);
-    auto model = Model::load_torchscript(a->model, device);
     torch::Tensor teacher_logits;
     if (!a->teacher.empty()) {
       auto teacher = Model::load_torchscript(a->teacher, device);
       teacher_logits = predict(teacher, dataset);
     }
-    auto logits = predict(model, dataset);
+    // A .h5 model is an exported student: it is evaluated through the Eigen runtime.
+    const bool exported = a->model.size() > 3 && a->model.compare(a->model.size() - 3, 3, ".h5") == 0;
+    torch::Tensor logits;
+    if (exported) {
+      auto rt = runtime::Model::load(a->model);
+      auto x = dataset.features().to(torch::kFloat).contiguous();
+      check(x.numel() == dataset.size() * rt.input_size(), "eval: ", a->model, " takes ", rt.input_size(),
+            " values per sample but the data has ", x.numel() / std::max<int64_t>(1, dataset.size()));
+      logits = torch::empty({dataset.size(), rt.num_classes()}, torch::kFloat);
+      rt.predict(x.data_ptr<float>(), static_cast<int>(dataset.size()), logits.data_ptr<float>());
+    } else {
+      auto model = Model::load_torchscript(a->model, device);
+      logits = predict(model, dataset);
+    }
     check(logits.dim() == 2 && logits.size(1) == dataset.num_classes(), "eval: ", a->model, " returns shape ",
           logits.sizes(), " but the data set has ", dataset.num_classes(), " classes");
     auto e = metrics::evaluate_logits(logits, dataset.targets(), teacher_logits);

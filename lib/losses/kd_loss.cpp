@@ -79,11 +79,15 @@ torch::Tensor hard_ce(const torch::Tensor& s, const torch::Tensor& y, int64_t ig
   return summed / labelled;
 }
 
+torch::Tensor plain_ce(const torch::Tensor& s, const torch::Tensor& y) {
+  return torch::nll_loss(torch::log_softmax(promote(s), 1), y);
+}
+
 torch::Tensor kd_loss_unchecked(const torch::Tensor& s, const torch::Tensor& t, const torch::Tensor& y,
-                                const KDLossOptions& options) {
+                                const KDLossOptions& options, bool all_labelled) {
   const double alpha = options.alpha();
   if (alpha == 1.0) return soft_kl(s, t, options.temperature());
-  auto hard = hard_ce(s, y, options.ignore_index());
+  auto hard = all_labelled ? plain_ce(s, y) : hard_ce(s, y, options.ignore_index());
   if (alpha == 0.0) return hard;
   return alpha * soft_kl(s, t, options.temperature()) + (1.0 - alpha) * hard;
 }

@@ -398,6 +398,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
                               .seed(data::mix_seed(options_.seed(), kShuffleStream))
                               .device(st.device);
   auto loss_opts = options_.loss();
+  const bool all_labelled = train.num_labelled() == n;
   detail::ProgressBar progress(options_.progress(), total);
   double total_seconds = 0;
   int64_t total_samples = 0;
@@ -417,9 +418,18 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
       }
       auto b = it.batch(st.batch);
       auto logits = student_.forward(b.inputs);
-      auto loss = teacher_ ? detail::kd_loss_unchecked(logits, teacher_->logits(b.inputs, b.indices), b.targets, loss_opts)
-                           : detail::hard_ce(logits, b.targets, -1);
-      for (auto& p : st.params) p.mutable_grad().reset();
+      auto loss = teacher_ ? detail::kd_loss_unchecked(logits, teacher_->logits(b.inputs, b.indices), b.targets,
+                                                       loss_opts, all_labelled)
+                           : (all_labelled ? detail::plain_ce(logits, b.targets) : detail::hard_ce(logits, b.targets, -1));
+      // Zero the gradient buffers in place rather than dropping them: fresh buffers every step
+      // cost page faults, measured at ~0.5 ms per MLP-64 step on these machines (fit ran at half
+      // the speed of a bare LibTorch loop). Written out because zero_grad() drops them in 2.x.
+      for (auto& p : st.params) {
+        if (p.grad().defined()) {
+          p.mutable_grad().detach_();
+          p.mutable_grad().zero_();
+        }
+      }
       loss.backward();
       const double value = loss.item<double>();
       if (std::isfinite(value)) {

@@ -3,7 +3,10 @@
 
 #include <fstream>
 
+#include <nlohmann/json.hpp>
+
 #include "fixtures/fixtures.h"
+#include "kdistill/io/atomic_file.h"
 #include "support.h"
 
 namespace kdistill::test {
@@ -62,6 +65,27 @@ TEST(TrainCli, TorchScriptErrorsNameTheFile) {
                 "/teacher.pt --json " + (dir / "e.json"));
   ASSERT_EQ(ok.status, 0) << ok.err;
   EXPECT_NE(ok.out.find("agreement 1.0000"), std::string::npos) << ok.out;
+}
+
+}  // namespace kdistill::test
+
+namespace kdistill::test {
+
+TEST(TrainCli, EvalOfAnExportedStudentMatchesTheTorchScriptModel) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  auto exported = cli("export --model " + fx + "/teacher.pt --out " + (dir / "t.h5") + " --input-shape 8");
+  ASSERT_EQ(exported.status, 0) << exported.err;
+  auto ts = cli("eval --model " + fx + "/teacher.pt --data hdf5:" + fx + "/test.h5 --json " + (dir / "ts.json"));
+  auto h5 = cli("eval --model " + (dir / "t.h5") + " --data hdf5:" + fx + "/test.h5 --json " + (dir / "h5.json"));
+  ASSERT_EQ(ts.status, 0) << ts.err;
+  ASSERT_EQ(h5.status, 0) << h5.err;
+  // Same predictions, so the same accuracy; NLL equal to float rounding.
+  auto a = nlohmann::json::parse(io::read_file(dir / "ts.json")), b = nlohmann::json::parse(io::read_file(dir / "h5.json"));
+  EXPECT_EQ(a["accuracy"], b["accuracy"]);
+  EXPECT_GT(a["accuracy"].get<double>(), 0.9);
+  EXPECT_NEAR(a["nll"].get<double>(), b["nll"].get<double>(), 1e-5);
 }
 
 }  // namespace kdistill::test

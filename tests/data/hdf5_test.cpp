@@ -10,19 +10,6 @@
 #include "support.h"
 
 namespace kdistill::test {
-namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
-}  // namespace
-
 TEST(Hdf5Data, ReadsAFileWrittenByH5py) {
   TempDir dir;
   auto py = python("import h5py, numpy as np\n"

@@ -19,15 +19,7 @@ namespace {
 
 using kdistill::Model;
 using kdistill::test::TempDir;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const kdistill::Error& e) {
-    return e.what();
-  }
-  return "<no kdistill::Error>";
-}
+using kdistill::test::error_of;
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 

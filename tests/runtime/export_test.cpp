@@ -25,15 +25,6 @@ namespace {
 
 namespace nn = torch::nn;
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no kdistill::Error thrown>";
-}
-
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 bool have_python_h5py() {

@@ -14,15 +14,6 @@
 namespace kdistill::test {
 namespace {
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
 data::TensorDataset toy(int64_t n) {
   torch::manual_seed(4);
   auto x = torch::randn({n, 8});

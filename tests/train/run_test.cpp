@@ -43,15 +43,6 @@ bool same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>&
   return true;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
-}
-
 }  // namespace
 
 TEST(Run, WritesEveryOutputAndATraceableManifest) {
@@ -169,8 +160,11 @@ TEST(Run, KilledCommandResumesToTheSameStudent) {
   write("killed.yaml", dir / "killed");
   const std::string cli = KDISTILL_CLI;
   ASSERT_EQ(run(cli + " train --config " + (dir / "ref.yaml")).status, 0);
-  // SIGKILL at an arbitrary moment (wherever it lands, the resumed result must be identical).
-  auto killed = run("timeout -s KILL 1.5 " + cli + " train --config " + (dir / "killed.yaml"));
+  // SIGKILL at an arbitrary moment once the run exists (its config.yaml is written): wherever it
+  // lands, the resumed result must be identical.
+  auto killed = run(cli + " train --config " + (dir / "killed.yaml") + " & pid=$!; " +
+                    "for i in $(seq 600); do [ -e " + (dir / "killed/config.yaml") + " ] && break; sleep 0.05; done; " +
+                    "sleep 0.$(( $(od -An -N1 -tu1 /dev/urandom) % 9 + 1 )); kill -9 $pid; wait $pid");
   EXPECT_TRUE(killed.status == 128 + 9 || killed.status == 0) << killed.status << killed.err;
   auto resumed = run(cli + " train --resume " + (dir / "killed"));
   ASSERT_EQ(resumed.status, 0) << resumed.err;

@@ -51,16 +51,6 @@ bool same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>&
   return true;
 }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no kdistill::Error thrown>";
-}
-
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
 }  // namespace
