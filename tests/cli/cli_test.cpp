@@ -9,23 +9,10 @@
 
 #include "kdistill/data/idx.h"
 #include "kdistill/io/atomic_file.h"
-#include "support.h"
-
-#ifndef KDISTILL_CLI
-#error "KDISTILL_CLI (the path of the kdistill command) must be defined by the build"
-#endif
+#include "cli/cli_support.h"
 
 namespace kdistill::test {
 namespace {
-
-Output cli(const std::string& args) { return run(std::string(KDISTILL_CLI) + " " + args); }
-
-// The stderr of a failed command: exactly one line, starting "error:".
-void expect_one_error_line(const Output& o, const std::string& needle) {
-  EXPECT_EQ(o.err.rfind("error: ", 0), 0u) << o.err;
-  EXPECT_NE(o.err.find(needle), std::string::npos) << o.err;
-  EXPECT_EQ(std::count(o.err.begin(), o.err.end(), '\n'), 1) << o.err;
-}
 
 // A tiny MNIST-family directory: 3 classes whose images differ in brightness, so they are learnable.
 void make_tiny_mnist(const std::string& dir, int64_t train_n, int64_t test_n) {

@@ -7,12 +7,10 @@
 
 #include "fixtures/fixtures.h"
 #include "kdistill/io/atomic_file.h"
-#include "support.h"
+#include "cli/cli_support.h"
 
 namespace kdistill::test {
 namespace {
-
-Output cli(const std::string& args) { return run(std::string(KDISTILL_CLI) + " " + args); }
 
 void expect_error(const Output& o, int status, const std::string& needle) {
   EXPECT_EQ(o.status, status) << o.err;
