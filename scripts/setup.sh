@@ -13,6 +13,10 @@ PACKAGES=(
   python3-dev python3-torch python3-pytest python3-h5py python3-matplotlib python3-numpy
   ccache dataset-fashion-mnist
 )
+# `setup.sh --fuzz` adds what scripts/fuzz.sh needs: clang and its libFuzzer runtime.
+if [ "${1:-}" = "--fuzz" ]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

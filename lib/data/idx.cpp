@@ -2,6 +2,7 @@
 
 #include <zlib.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <cstring>
@@ -30,17 +31,24 @@ class GzFile {
 
   // Reads exactly n bytes or fails, naming what was being read.
   void read_exact(void* dst, size_t n, const char* what) {
+    const int64_t got = read_some(dst, n, what);
+    if (got < static_cast<int64_t>(n)) {
+      fail("read_idx: ", path_, ": file is truncated: expected ", n, " bytes of ", what, ", got ", got);
+    }
+  }
+
+  // Reads up to n bytes, fewer only at the end of the data; returns how many.
+  int64_t read_some(void* dst, size_t n, const char* what) {
     auto* out = static_cast<unsigned char*>(dst);
     size_t done = 0;
     while (done < n) {
       const unsigned chunk = static_cast<unsigned>(std::min<size_t>(n - done, 1u << 30));
       int got = gzread(file_, out + done, chunk);
       if (got < 0) fail("read_idx: ", path_, ": corrupt gzip stream while reading ", what, " (", error(), ")");
-      if (got == 0) {
-        fail("read_idx: ", path_, ": file is truncated: expected ", n, " bytes of ", what, ", got ", done);
-      }
+      if (got == 0) break;
       done += static_cast<size_t>(got);
     }
+    return static_cast<int64_t>(done);
   }
 
   bool at_end() {
@@ -88,11 +96,23 @@ torch::Tensor read_idx(const std::string& path) {
     check(count <= (int64_t{1} << 40) / dims[i], "read_idx: ", path, ": dimensions ", dims, " are too large");
     count *= dims[i];
   }
-  auto values = torch::empty(dims, torch::kUInt8);
-  file.read_exact(values.data_ptr<uint8_t>(), static_cast<size_t>(count), "the payload");
+  // The header is not trusted with memory: a 19-byte file may announce gigabytes. The payload
+  // grows as bytes actually arrive (chunks of at least 64 MiB, doubling), so a truncated file fails
+  // having allocated little more than it holds. Fashion-MNIST's 47 MB fits in the first chunk.
+  constexpr int64_t kMinChunk = int64_t{64} << 20;
+  auto values = torch::empty({0}, torch::kUInt8);
+  int64_t have = 0;
+  while (have < count) {
+    const int64_t want = std::min(count - have, std::max(kMinChunk, have));
+    values.resize_({have + want});
+    const int64_t got = file.read_some(values.data_ptr<uint8_t>() + have, static_cast<size_t>(want), "the payload");
+    have += got;
+    check(got == want, "read_idx: ", path, ": file is truncated: the header ", dims, " announces ", count,
+          " payload bytes, the file holds ", have);
+  }
   check(file.at_end(), "read_idx: ", path, ": trailing bytes after the ", count, " payload bytes that the header ",
         dims, " announces");
-  return values;
+  return values.view(dims);
 }
 
 void write_idx(const std::string& path, const torch::Tensor& values) {

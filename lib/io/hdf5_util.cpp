@@ -1,5 +1,7 @@
 #include "io/hdf5_util.h"
 
+#include "io/hdf5_bounds.h"
+
 #include <filesystem>
 
 #include <torch/torch.h>
@@ -74,9 +76,10 @@ torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const
     check(rank >= 1, where, " is a scalar, expected an array");
     std::vector<hsize_t> dims(static_cast<size_t>(rank));
     space.getSimpleExtentDims(dims.data());
-    std::vector<int64_t> shape(dims.begin(), dims.end());
     auto dtype = to_torch(ds.getDataType(), where);
     if (dtype == torch::kInt8 || dtype == torch::kShort) dtype = torch::kInt;  // HDF5 widens on read
+    check_stored(ds, dims, torch::elementSize(dtype), path, where);
+    std::vector<int64_t> shape(dims.begin(), dims.end());
     auto out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
     if (out.numel() > 0) ds.read(out.data_ptr(), to_h5(dtype));
     return out;
@@ -120,13 +123,18 @@ void write_string_attr(H5::H5Object& obj, const std::string& name, const std::st
   attr.write(type, value);
 }
 
-std::string read_string_attr(const H5::H5Object& obj, const std::string& name) {
-  H5::Attribute attr = obj.openAttribute(name);
-  std::string value;
-  attr.read(attr.getStrType(), value);
-  return value;
+std::string read_string_attr(const std::string& where, const H5::H5Object& obj, const std::string& name) {
+  try {
+    if (!obj.attrExists(name)) return "";
+    H5::Attribute attr = obj.openAttribute(name);
+    check(attr.getTypeClass() == H5T_STRING, where, ": attribute '", name, "' is not a string");
+    check(attr.getSpace().getSimpleExtentNpoints() == 1, where, ": attribute '", name, "' is not a single string");
+    std::string value;
+    attr.read(attr.getStrType(), value);
+    return value;
+  } catch (const H5::Exception& e) {
+    fail(where, ": attribute '", name, "' cannot be read: ", e.getDetailMsg());
+  }
 }
-
-bool has_attr(const H5::H5Object& obj, const std::string& name) { return obj.attrExists(name); }
 
 }  // namespace kdistill::detail

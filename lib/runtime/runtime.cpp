@@ -7,6 +7,8 @@
 
 #include <H5Cpp.h>
 
+#include "io/hdf5_bounds.h"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -146,6 +148,7 @@ std::vector<float> read_floats(const H5::Group& group, const std::string& name, 
   if (rank > 0) space.getSimpleExtentDims(dims.data());
   const std::vector<int64_t> got(dims.begin(), dims.end());
   check(got == shape, where, "dataset '", name, "' has shape ", shape_str(got), ", expected ", shape_str(shape));
+  kdistill::detail::check_stored(ds, dims, sizeof(float), group.getFileName(), where + "dataset '" + name + "'");
   std::vector<float> values(static_cast<size_t>(product(shape, where)));
   ds.read(values.data(), H5::PredType::NATIVE_FLOAT);
   for (float v : values) check(std::isfinite(v), where, "dataset '", name, "' holds a non-finite value (", v, ")");

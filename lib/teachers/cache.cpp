@@ -64,7 +64,7 @@ CachedTeacher::CachedTeacher(const std::string& path) : path_(path) {
   info_.classes = logits_.size(1);
   for (auto [name, field] : {std::pair{"teacher_sha256", &info_.teacher_sha256}, {"data_sha256", &info_.data_sha256},
                              {"kdistill_version", &info_.kdistill_version}}) {
-    if (detail::has_attr(file, name)) *field = detail::read_string_attr(file, name);
+    *field = detail::read_string_attr(std::string(fn) + ": " + path, file, name);
   }
 }
 

@@ -2,6 +2,8 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
+#include <charconv>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -14,6 +16,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
+constexpr int64_t kMaxThreads = 4096;
+
 // Typed access to YAML nodes with errors that name the origin and the key path.
 class Reader {
  public:
@@ -22,7 +26,12 @@ class Reader {
   void keys(const YAML::Node& node, const std::string& path, const std::set<std::string>& allowed) const {
     if (!node.IsMap()) fail(origin_, ": ", path.empty() ? "the document" : path, ": expected a mapping, got ", kind(node));
     for (const auto& kv : node) {
-      const auto key = kv.first.as<std::string>();
+      // YAML allows any node as a key (`? [a, b]: 1`, `? : 1`); a config key is a plain name.
+      if (!kv.first.IsScalar()) {
+        fail(origin_, ": ", path.empty() ? "the document" : path, ": every key must be a name, got ",
+             kind(kv.first), " as a key");
+      }
+      const auto key = kv.first.Scalar();
       if (allowed.count(key) == 0) {
         std::string list;
         for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
@@ -47,6 +56,18 @@ class Reader {
     } catch (const YAML::BadConversion&) {
       fail(origin_, ": ", path, ": expected an integer, got \"", n.Scalar(), "\"");
     }
+  }
+
+  // Digits only, 0 to 2^64 - 1 (seeds): yaml-cpp would wrap "-1" around to 2^64 - 1.
+  uint64_t unsigned_integer(const YAML::Node& n, const std::string& path) const {
+    scalar(n, path, "a non-negative integer");
+    const auto& s = n.Scalar();
+    uint64_t value = 0;
+    const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), value);
+    if (ec != std::errc() || end != s.data() + s.size()) {
+      fail(origin_, ": ", path, ": expected an integer from 0 to 18446744073709551615, got \"", s, "\"");
+    }
+    return value;
   }
 
   bool boolean(const YAML::Node& n, const std::string& path) const {
@@ -92,7 +113,7 @@ void read_train(const Reader& r, const YAML::Node& t, TrainerOptions& o) {
                       "schedule", "warmup_steps", "step_size", "gamma", "grad_clip_norm", "checkpoint_every",
                       "log_every", "eval_batch_size", "on_nonfinite"});
   for (const auto& kv : t) {
-    const auto key = kv.first.as<std::string>();
+    const auto key = kv.first.Scalar();  // r.keys checked that every key is a scalar
     const auto path = "train." + key;
     const auto& v = kv.second;
     if (key == "epochs") o.epochs(r.integer(v, path));
@@ -115,6 +136,22 @@ void read_train(const Reader& r, const YAML::Node& t, TrainerOptions& o) {
   }
 }
 
+// A string value for to_yaml. yaml-cpp writes a string holding a carriage return or another
+// control character as a plain scalar, and the parser then reads a different string back (found
+// by fuzz_config: "s.pt\r" came back as "s.pt"). Such strings are written double-quoted, escaped.
+struct Text {
+  const std::string& value;
+};
+
+YAML::Emitter& operator<<(YAML::Emitter& out, const Text& text) {
+  const bool control = std::any_of(text.value.begin(), text.value.end(), [](char ch) {
+    const auto u = static_cast<unsigned char>(ch);
+    return u < 0x20 || u == 0x7f;
+  });
+  if (control) out << YAML::DoubleQuoted;
+  return out << text.value;
+}
+
 }  // namespace
 
 RunConfig parse_config(const std::string& text, const std::string& origin, const std::string& base_dir) {
@@ -128,10 +165,14 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
   r.keys(root, "", {"seed", "device", "threads", "data", "teacher", "student", "loss", "train", "output"});
   RunConfig c;
   c.train.progress(true);
-  if (root["seed"]) c.seed = static_cast<uint64_t>(r.integer(root["seed"], "seed"));
+  if (root["seed"]) c.seed = r.unsigned_integer(root["seed"], "seed");
   if (root["device"]) c.device = r.string(root["device"], "device");
-  if (root["threads"]) c.threads = static_cast<int>(r.integer(root["threads"], "threads"));
-  check(c.threads >= 0, origin, ": threads: must be >= 0, got ", c.threads);
+  if (root["threads"]) {
+    const auto threads = r.integer(root["threads"], "threads");
+    check(threads >= 0 && threads <= kMaxThreads, origin, ": threads: must be from 0 (all cores) to ", kMaxThreads,
+          ", got ", threads);
+    c.threads = static_cast<int>(threads);
+  }
 
   if (const auto d = root["data"]) {
     r.keys(d, "data", {"format", "path", "train", "test", "features", "labels", "labeled", "hdf5"});
@@ -190,41 +231,41 @@ std::string to_yaml(const RunConfig& c) {
   const auto& t = c.train;
   out << YAML::BeginMap;
   out << YAML::Key << "seed" << YAML::Value << c.seed;
-  out << YAML::Key << "device" << YAML::Value << c.device;
+  out << YAML::Key << "device" << YAML::Value << Text{c.device};
   out << YAML::Key << "threads" << YAML::Value << c.threads;
-  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "format" << YAML::Value << c.data.format;
+  out << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "format" << YAML::Value << Text{c.data.format};
   if (c.data.format == "idx") {
-    out << YAML::Key << "path" << YAML::Value << c.data.path;
+    out << YAML::Key << "path" << YAML::Value << Text{c.data.path};
   } else {
-    out << YAML::Key << "train" << YAML::Value << c.data.train;
-    if (!c.data.test.empty()) out << YAML::Key << "test" << YAML::Value << c.data.test;
-    out << YAML::Key << "features" << YAML::Value << c.data.features;
-    out << YAML::Key << "labels" << YAML::Value << c.data.labels;
+    out << YAML::Key << "train" << YAML::Value << Text{c.data.train};
+    if (!c.data.test.empty()) out << YAML::Key << "test" << YAML::Value << Text{c.data.test};
+    out << YAML::Key << "features" << YAML::Value << Text{c.data.features};
+    out << YAML::Key << "labels" << YAML::Value << Text{c.data.labels};
   }
   out << YAML::Key << "labeled" << YAML::Value << c.data.labeled << YAML::EndMap;
   if (!c.teacher_torchscript.empty() || !c.teacher_cache.empty()) {
     out << YAML::Key << "teacher" << YAML::Value << YAML::BeginMap << YAML::Key
         << (c.teacher_cache.empty() ? "torchscript" : "cache") << YAML::Value
-        << (c.teacher_cache.empty() ? c.teacher_torchscript : c.teacher_cache) << YAML::EndMap;
+        << Text{c.teacher_cache.empty() ? c.teacher_torchscript : c.teacher_cache} << YAML::EndMap;
   }
   out << YAML::Key << "student" << YAML::Value << YAML::BeginMap << YAML::Key << "torchscript" << YAML::Value
-      << c.student_torchscript << YAML::EndMap;
+      << Text{c.student_torchscript} << YAML::EndMap;
   out << YAML::Key << "loss" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "kind" << YAML::Value
-      << c.loss_kind << YAML::Key << "temperature" << YAML::Value << t.loss().temperature() << YAML::Key << "alpha"
+      << Text{c.loss_kind} << YAML::Key << "temperature" << YAML::Value << t.loss().temperature() << YAML::Key << "alpha"
       << YAML::Value << t.loss().alpha() << YAML::EndMap;
   out << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "epochs" << YAML::Value << t.epochs() << YAML::Key << "max_steps" << YAML::Value << t.max_steps()
       << YAML::Key << "batch_size" << YAML::Value << t.batch_size() << YAML::Key << "optimizer" << YAML::Value
-      << t.optimizer() << YAML::Key << "lr" << YAML::Value << t.lr() << YAML::Key << "momentum" << YAML::Value
+      << Text{t.optimizer()} << YAML::Key << "lr" << YAML::Value << t.lr() << YAML::Key << "momentum" << YAML::Value
       << t.momentum() << YAML::Key << "nesterov" << YAML::Value << t.nesterov() << YAML::Key << "weight_decay"
-      << YAML::Value << t.weight_decay() << YAML::Key << "schedule" << YAML::Value << t.schedule() << YAML::Key
+      << YAML::Value << t.weight_decay() << YAML::Key << "schedule" << YAML::Value << Text{t.schedule()} << YAML::Key
       << "warmup_steps" << YAML::Value << t.warmup_steps() << YAML::Key << "step_size" << YAML::Value << t.step_size()
       << YAML::Key << "gamma" << YAML::Value << t.gamma() << YAML::Key << "grad_clip_norm" << YAML::Value
       << t.grad_clip_norm() << YAML::Key << "checkpoint_every" << YAML::Value << t.checkpoint_every() << YAML::Key
       << "log_every" << YAML::Value << t.log_every() << YAML::Key << "eval_batch_size" << YAML::Value
-      << t.eval_batch_size() << YAML::Key << "on_nonfinite" << YAML::Value << t.on_nonfinite();
+      << t.eval_batch_size() << YAML::Key << "on_nonfinite" << YAML::Value << Text{t.on_nonfinite()};
   out << YAML::EndMap;
-  out << YAML::Key << "output" << YAML::Value << c.output;
+  out << YAML::Key << "output" << YAML::Value << Text{c.output};
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

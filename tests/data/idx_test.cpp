@@ -135,6 +135,20 @@ TEST(IdxErrors, TruncatedPayload) {
   EXPECT_TRUE(contains(msg, "truncated")) << msg;
 }
 
+// Found by fuzz_idx (tests/fuzz/regressions/idx/): a 19-byte file whose header announced 7.9 GB
+// made the reader allocate all of it before finding the file short. A header announcing almost a
+// terabyte (2^40 - 1 bytes, more than this machine can allocate) must fail as truncated, naming
+// what the file holds, not as an allocation failure.
+TEST(IdxErrors, HeaderAnnouncingATerabyteFailsAsTruncatedWithoutAllocatingIt) {
+  TempDir dir;
+  const std::string path = dir / "huge.idx";
+  // 3 dims: 0xFF x 0xFFFF x 0x10101 (about 2^40 bytes), then 5 payload bytes.
+  write_bytes(path, {0, 0, 8, 3, 0, 0, 0, 0xFF, 0, 0, 0xFF, 0xFF, 0, 1, 1, 1, 1, 2, 3, 4, 5});
+  const auto msg = read_error(path);
+  EXPECT_TRUE(contains(msg, "truncated")) << msg;
+  EXPECT_TRUE(contains(msg, "holds 5")) << msg;
+}
+
 TEST(IdxErrors, TrailingBytes) {
   TempDir dir;
   const std::string path = dir / "long.idx";

@@ -87,6 +87,33 @@ TEST(Config, ErrorsNameTheKeyPath) {
   EXPECT_NE(error_of("- a\n- b\n").find("the document: expected a mapping"), std::string::npos);
 }
 
+// Found by fuzz_config (tests/fuzz/regressions/config/): a key that is not a name made yaml-cpp
+// throw past parse_config. The rest were found next to it: "seed: -1" wrapped around to 2^64 - 1
+// (and the written config.yaml no longer parsed), and threads beyond int's range were truncated.
+TEST(Config, KeysSeedsAndThreadsOutsideTheirDomainAreErrors) {
+  const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
+  EXPECT_EQ(error_of("? [a, b]\n: 1\n" + base), "run.yaml: the document: every key must be a name, got a list as a key");
+  EXPECT_EQ(error_of(base + "train: {? {a: 1} : 1}\n"), "run.yaml: train: every key must be a name, got a mapping as a key");
+  EXPECT_EQ(error_of(base + "seed: -1\n"),
+            "run.yaml: seed: expected an integer from 0 to 18446744073709551615, got \"-1\"");
+  EXPECT_NE(error_of(base + "seed: 18446744073709551616\n").find("seed: expected an integer"), std::string::npos);
+  EXPECT_EQ(error_of(base + "threads: 4294967297\n"), "run.yaml: threads: must be from 0 (all cores) to 4096, got 4294967297");
+  EXPECT_NE(error_of(base + "threads: -2\n").find("threads: must be from 0"), std::string::npos);
+  // The largest seed is accepted and survives to_yaml.
+  auto c = parse_config(base + "seed: 18446744073709551615\n", "run.yaml", "/b");
+  EXPECT_EQ(c.seed, 18446744073709551615u);
+  EXPECT_EQ(parse_config(to_yaml(c), "again", "/b").seed, 18446744073709551615u);
+}
+
+// Found by fuzz_config: a path ending in a carriage return came back from to_yaml without it.
+TEST(Config, StringsWithControlCharactersRoundTrip) {
+  auto c = parse_config("student: {torchscript: \"s.pt\\r\"}\noutput: \"o\\tx\"\n", "run.yaml", "/b");
+  EXPECT_EQ(c.student_torchscript, "/b/s.pt\r");
+  auto again = parse_config(to_yaml(c), "again", "/b");
+  EXPECT_EQ(again.student_torchscript, "/b/s.pt\r");
+  EXPECT_EQ(again.output, "/b/o\tx");
+}
+
 TEST(Config, ToYamlRoundTrips) {
   auto c = parse_config(kFull, "run.yaml", "/base");
   auto again = parse_config(to_yaml(c), "resolved", "/elsewhere");

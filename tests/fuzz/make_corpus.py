@@ -1,0 +1,151 @@
+#!/usr/bin/env python3
+"""Writes the fuzz targets' seed corpus into tests/fuzz/corpus/ (committed; rerun to regenerate).
+
+Small valid inputs of each kind, so that libFuzzer starts from files that reach deep into the
+readers: IDX labels and images, plain and gzip; run configurations with every key; HDF5 data
+sets and teacher-logit caches (logits and probs, chunked and gzip-compressed like kdistill's own).
+Needs python3-h5py and python3-numpy (Debian). Usage: /usr/bin/python3 tests/fuzz/make_corpus.py
+"""
+import gzip
+import os
+import struct
+
+import h5py
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def out(kind, name):
+    d = os.path.join(HERE, "corpus", kind)
+    os.makedirs(d, exist_ok=True)
+    return os.path.join(d, name)
+
+
+def idx_bytes(values):
+    header = bytes([0, 0, 0x08, values.ndim]) + b"".join(struct.pack(">I", d) for d in values.shape)
+    return header + values.astype(np.uint8).tobytes()
+
+
+def write_idx():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, size=7, dtype=np.uint8)
+    images = rng.integers(0, 256, size=(3, 4, 4), dtype=np.uint8)
+    for name, data in [("labels.idx", idx_bytes(labels)), ("images.idx", idx_bytes(images))]:
+        with open(out("idx", name), "wb") as f:
+            f.write(data)
+        with open(out("idx", name + ".gz"), "wb") as f:
+            f.write(gzip.compress(data, mtime=0))
+
+
+CONFIGS = {
+    "full.yaml": """seed: 7
+device: cpu
+threads: 2
+data: {format: hdf5, train: data/train.h5, test: /abs/test.h5, features: feats, labels: labs, labeled: 100}
+teacher: {cache: logits.h5}
+student: {torchscript: student.pt}
+loss: {kind: kd, temperature: 2.5, alpha: 0.7}
+train: {epochs: 3, batch_size: 64, optimizer: adamw, lr: 0.001, momentum: 0.5, nesterov: false,
+        weight_decay: 1.0e-4, schedule: step, warmup_steps: 5, step_size: 10, gamma: 0.5, grad_clip_norm: 1.0,
+        checkpoint_every: 50, log_every: 10, max_steps: 0, eval_batch_size: 256, on_nonfinite: skip}
+output: runs/x
+""",
+    "minimal.yaml": "student: {torchscript: s.pt}\noutput: out\n",
+    "idx.yaml": """data:
+  format: idx
+  path: /usr/share/datasets/fashion-mnist
+teacher:
+  torchscript: teacher.pt
+student:
+  torchscript: student.pt
+train:
+  optimizer: sgd
+  nesterov: true
+  schedule: cosine
+output: runs/idx
+""",
+    "nested.yaml": """data:
+  format: hdf5
+  hdf5: {train: a.h5, test: b.h5, features: x, labels: y}
+student: {torchscript: s.pt}
+output: o
+""",
+    "json.json": '{"seed": 1, "student": {"torchscript": "s.pt"}, "output": "o", "train": {"lr": 0.5}}\n',
+}
+
+
+def write_configs():
+    for name, text in CONFIGS.items():
+        with open(out("config", name), "w") as f:
+            f.write(text)
+
+
+def write_hdf5():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(6, 3)).astype(np.float32)
+    y = np.array([0, 1, 2, -1, 1, 0], dtype=np.int64)
+    with h5py.File(out("hdf5", "data.h5"), "w") as f:
+        f.create_dataset("x", data=x)
+        f.create_dataset("y", data=y)
+    with h5py.File(out("hdf5", "data_gzip_uint8.h5"), "w") as f:
+        f.create_dataset("x", data=(rng.integers(0, 256, size=(6, 2, 2))).astype(np.uint8), chunks=(2, 2, 2),
+                         compression="gzip")
+        f.create_dataset("y", data=y.astype(np.int32), chunks=(3,), compression="gzip")
+    logits = rng.normal(size=(6, 3)).astype(np.float32)
+    with h5py.File(out("hdf5", "cache.h5"), "w") as f:
+        f.create_dataset("logits", data=logits, chunks=(2, 3), compression="gzip", compression_opts=4)
+        for key in ("teacher_sha256", "data_sha256"):
+            f.attrs[key] = "0" * 64
+        f.attrs["kdistill_version"] = "0.1.0"
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    with h5py.File(out("hdf5", "probs.h5"), "w") as f:
+        f.create_dataset("probs", data=probs.astype(np.float64))
+
+
+def write_runtime():
+    """Models in the serving runtime's format (what kdistill::export_model writes)."""
+    rng = np.random.default_rng(2)
+
+    def model(name, input_shape, num_classes, layers):
+        with h5py.File(out("runtime", name), "w") as f:
+            f.attrs["format"] = np.bytes_("kdistill-runtime-1")
+            f.attrs["kdistill_version"] = np.bytes_("0.1.0")
+            f.attrs["arch"] = np.bytes_(name)
+            f.attrs["input_shape"] = np.array(input_shape, dtype=np.int64)
+            f.attrs["num_classes"] = np.int64(num_classes)
+            f.attrs["mean"] = np.float64(0.5)
+            f.attrs["std"] = np.float64(0.25)
+            g = f.create_group("layers")
+            for i, (kind, attrs, weights) in enumerate(layers):
+                layer = g.create_group(str(i))
+                layer.attrs["type"] = np.bytes_(kind)
+                for k, v in attrs.items():
+                    layer.attrs[k] = np.bytes_(v) if isinstance(v, str) else np.array(v, dtype=np.int64)
+                for k, shape in weights.items():
+                    layer[k] = rng.normal(size=shape).astype(np.float32)
+
+    model("mlp.h5", [1, 4, 4], 3, [
+        ("Flatten", {}, {}),
+        ("Linear", {"in_features": 16, "out_features": 5}, {"weight": (5, 16), "bias": (5,)}),
+        ("Tanh", {}, {}),
+        ("Linear", {"in_features": 5, "out_features": 3}, {"weight": (3, 5), "bias": (3,)}),
+    ])
+    model("cnn.h5", [1, 4, 4], 3, [
+        ("Conv2d", {"in_channels": 1, "out_channels": 2, "kernel_size": [3, 3], "stride": [1, 1],
+                    "padding": [1, 1]}, {"weight": (2, 1, 3, 3), "bias": (2,)}),
+        ("ReLU", {}, {}),
+        ("MaxPool2d", {"kernel_size": [2, 2], "stride": [2, 2]}, {}),
+        ("AvgPool2d", {"kernel_size": 1, "stride": 1}, {}),
+        ("Flatten", {}, {}),
+        ("GELU", {"approximate": "tanh"}, {}),
+        ("Linear", {"in_features": 8, "out_features": 3}, {"weight": (3, 8)}),
+        ("Sigmoid", {}, {}),
+    ])
+
+
+if __name__ == "__main__":
+    write_idx()
+    write_configs()
+    write_hdf5()
+    write_runtime()
