@@ -1,5 +1,6 @@
-// GoogleTest main. `kdistill_tests --child=train ...` instead runs a small training job: the
-// kill-and-resume tests start this same executable as the child they kill.
+// GoogleTest main. `kdistill_tests --child=train ...` instead runs a small training job, and
+// `--child=cache ...` writes a teacher-logit cache: the kill tests start this same executable as
+// the child they kill.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -10,11 +11,15 @@
 
 namespace kdistill::test {
 int train_child(const std::vector<std::string>& args);
+int cache_child(const std::vector<std::string>& args);
 }
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--child=train") == 0) {
     return kdistill::test::train_child(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (argc > 1 && std::strcmp(argv[1], "--child=cache") == 0) {
+    return kdistill::test::cache_child(std::vector<std::string>(argv + 2, argv + argc));
   }
   // Tests are short and CPU-bound; two threads like the machines the numbers are quoted for.
   torch::set_num_threads(2);

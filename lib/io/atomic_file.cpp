@@ -1,15 +1,19 @@
 #include "kdistill/io/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <atomic>
 #include <random>
 #include <sstream>
 
+#include "io/atomic_file_hook.h"
 #include "kdistill/core/error.h"
 
 namespace kdistill::io {
@@ -39,16 +43,38 @@ std::string parent_dir(const std::string& path) {
   return parent.empty() ? "." : parent.string();
 }
 
+std::atomic<detail::AtomicWriteHook> write_hook{nullptr};
+
+// A process killed mid-write leaves its temporary `PATH.tmp.PID.XXXX` behind (no handler runs on
+// SIGKILL). The next write of PATH removes those of processes that no longer exist, so crashes do
+// not accumulate half-written checkpoints; a live writer's temporary is left alone.
+void remove_stale_temps(const std::string& path, const std::string& dir) {
+  const std::string prefix = fs::path(path).filename().string() + ".tmp.";
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const auto pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid()) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      std::error_code ignored;
+      fs::remove(it->path(), ignored);
+    }
+  }
+}
+
 }  // namespace
 
 void atomic_write(const std::string& path, const std::function<void(const std::string&)>& write) {
   const std::string dir = parent_dir(path);
   check(fs::is_directory(dir), "cannot write ", path, ": directory ", dir, " does not exist");
+  remove_stale_temps(path, dir);
   const std::string tmp = temp_name(path);
   try {
     write(tmp);
     check(fs::exists(tmp), "atomic_write: nothing was written for ", path);
     fsync_path(tmp, false);
+    if (auto hook = write_hook.load()) hook(path, tmp);
     std::error_code ec;
     fs::rename(tmp, path, ec);
     check(!ec, "atomic_write: cannot rename ", tmp, " to ", path, ": ", ec.message());
@@ -59,6 +85,10 @@ void atomic_write(const std::string& path, const std::function<void(const std::s
     throw;
   }
 }
+
+namespace detail {
+AtomicWriteHook set_atomic_write_hook(AtomicWriteHook hook) { return write_hook.exchange(hook); }
+}  // namespace detail
 
 void atomic_write_string(const std::string& path, const std::string& content) {
   atomic_write(path, [&](const std::string& tmp) {

@@ -1,6 +1,8 @@
 // Tests for kdistill/io/atomic_file.h: atomic replacement, line logs and output directories.
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -148,6 +150,28 @@ TEST(EnsureWritableDir, PathUnderARegularFileThrowsNamingIt) {
   }
   EXPECT_TRUE(fs::is_regular_file(file));
   EXPECT_EQ(slurp(file), "x");
+}
+
+// A process SIGKILLed inside a write leaves its temporary behind; the next write of the same file
+// removes the temporaries of dead processes and leaves live writers' and other files' alone.
+TEST(AtomicWrite, NextWriteRemovesTemporariesOfDeadProcesses) {
+  TempDir dir;
+  const pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  ::waitpid(dead, nullptr, 0);
+  const std::string path = dir / "last.pt";
+  const std::string stale = path + ".tmp." + std::to_string(dead) + ".1f";
+  const std::string live = path + ".tmp.1.2e";  // pid 1 is alive
+  const std::string mine = path + ".tmp." + std::to_string(::getpid()) + ".3d";
+  const std::string other = (dir / "best.pt") + ".tmp." + std::to_string(dead) + ".4c";
+  for (const auto& f : {stale, live, mine, other}) std::ofstream(f) << "partial";
+  kdistill::io::atomic_write_string(path, "new");
+  EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(live));
+  EXPECT_TRUE(fs::exists(mine));
+  EXPECT_TRUE(fs::exists(other));
+  EXPECT_EQ(slurp(path), "new");
 }
 
 }  // namespace

@@ -2,10 +2,17 @@
 
 #include <gtest/gtest.h>
 
+#include <csignal>
+#include <filesystem>
+#include <string>
+#include <vector>
+
 #include <torch/torch.h>
 
 #include "fixtures/fixtures.h"
+#include "io/atomic_file_hook.h"
 #include "kdistill/core/error.h"
+#include "kdistill/io/atomic_file.h"
 #include "kdistill/data/hdf5.h"
 #include "kdistill/models/builders.h"
 #include "kdistill/train/trainer.h"
@@ -22,7 +29,62 @@ data::TensorDataset toy(int64_t n) {
   return data::TensorDataset(x, x.matmul(w).argmax(1), 3, "toy");
 }
 
+void kill_inside_write(const std::string&, const std::string& tmp) {
+  std::filesystem::resize_file(tmp, std::filesystem::file_size(tmp) / 2);
+  std::raise(SIGKILL);
+}
+
 }  // namespace
+
+// The child the cache kill test starts: caches a teacher's logits for toy(N) at --out;
+// `--kill-in-write` SIGKILLs it inside the write, its temporary cut to half.
+int cache_child(const std::vector<std::string>& args) {
+  std::string out;
+  int64_t n = 50;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--out") out = args.at(++i);
+    else if (args[i] == "--samples") n = std::stoll(args.at(++i));
+    else if (args[i] == "--kill-in-write") io::detail::set_atomic_write_hook(kill_inside_write);
+  }
+  torch::manual_seed(7);
+  ModelTeacher teacher(Model(mlp(8, {16}, 3)));
+  cache_teacher_logits(teacher, toy(n), out, "abc123", 16);
+  return 0;
+}
+
+// An interrupted cache writer is never taken for a complete cache: killed inside its first write
+// it leaves no cache at all; killed while replacing a cache (for other data) it leaves the old
+// one byte for byte. The next complete write removes the dead writer's temporaries.
+TEST(TeacherCache, InterruptedWriteIsNeverTakenForACache) {
+  TempDir dir;
+  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::string path = dir / "logits.h5";
+  auto r = run(exe + " --child=cache --kill-in-write --out " + path);
+  ASSERT_EQ(r.status, 128 + SIGKILL) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(path));
+  EXPECT_NE(error_of([&] { CachedTeacher c(path); }).find("does not exist"), std::string::npos);
+
+  r = run(exe + " --child=cache --out " + path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto before = io::read_file(path);
+  r = run(exe + " --child=cache --kill-in-write --samples 80 --out " + path);
+  ASSERT_EQ(r.status, 128 + SIGKILL) << r.err;
+  EXPECT_EQ(io::read_file(path), before);
+  CachedTeacher cached(path);
+  EXPECT_NO_THROW(cached.check_matches(toy(50), 3));
+  int temporaries = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    temporaries += e.path().filename().string().find(".tmp.") != std::string::npos;
+  }
+  EXPECT_EQ(temporaries, 1);  // the second killed writer's; the first's went with the complete write
+
+  r = run(exe + " --child=cache --samples 80 --out " + path);
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(CachedTeacher(path).info().samples, 80);
+  std::vector<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) names.push_back(e.path().filename());
+  EXPECT_EQ(names, std::vector<std::string>{"logits.h5"});
+}
 
 TEST(TeacherCache, WritesLogitsThatH5pyReadsWithProvenance) {
   TempDir dir;

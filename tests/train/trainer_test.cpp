@@ -12,6 +12,7 @@
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
+#include "io/atomic_file_hook.h"
 #include "kdistill/io/atomic_file.h"
 #include "kdistill/models/builders.h"
 #include "support.h"
@@ -55,6 +56,32 @@ std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
 }  // namespace
 
+namespace {
+// `--kill-in-write N MODE`: SIGKILL inside the Nth checkpoint write, with the temporary complete
+// but not yet renamed (MODE "complete") or cut to half its size first (MODE "partial", what a
+// kill during torch::save leaves).
+int64_t checkpoint_writes = 0, kill_in_write = -1;
+bool kill_partial = false;
+
+void kill_inside_checkpoint_write(const std::string& path, const std::string& tmp) {
+  if (fs::path(path).filename() != "last.pt" || ++checkpoint_writes != kill_in_write) return;
+  if (kill_partial) fs::resize_file(tmp, fs::file_size(tmp) / 2);
+  std::raise(SIGKILL);
+}
+}  // namespace
+
+TrainerOptions child_options(const std::string& out) {
+  return quiet()
+      .epochs(3)
+      .seed(5)
+      .schedule("cosine")
+      .warmup_steps(3)
+      .output_dir(out)
+      .checkpoint_every(5)
+      .log_every(1)
+      .loss(KDLossOptions().temperature(2).alpha(0.7));
+}
+
 // The child job the kill tests start: 3 epochs of distillation with dropout, checkpoints every
 // 5 steps, metrics every step. `--kill-at-step K` SIGKILLs itself right after step K.
 int train_child(const std::vector<std::string>& args) {
@@ -65,21 +92,17 @@ int train_child(const std::vector<std::string>& args) {
     if (args[i] == "--out") out = args.at(++i);
     else if (args[i] == "--kill-at-step") kill_at = std::stoll(args.at(++i));
     else if (args[i] == "--resume") resume = true;
+    else if (args[i] == "--kill-in-write") {
+      kill_in_write = std::stoll(args.at(++i));
+      kill_partial = args.at(++i) == "partial";
+      io::detail::set_atomic_write_hook(kill_inside_checkpoint_write);
+    }
   }
   auto train = synthetic(500, 1).with_label_budget(200);
   auto eval = synthetic(100, 2);
   auto teacher = std::make_shared<ModelTeacher>(small_mlp(7));
   auto student = small_mlp(11, 3, 0.2);
-  auto opts = quiet()
-                  .epochs(3)
-                  .seed(5)
-                  .schedule("cosine")
-                  .warmup_steps(3)
-                  .output_dir(out)
-                  .checkpoint_every(5)
-                  .log_every(1)
-                  .loss(KDLossOptions().temperature(2).alpha(0.7));
-  DistillTrainer trainer(student, teacher, opts);
+  DistillTrainer trainer(student, teacher, child_options(out));
   if (resume) trainer.resume();
   trainer.on_step([&](const StepInfo& s) {
     if (s.step == kill_at) std::raise(SIGKILL);
@@ -172,6 +195,43 @@ TEST(Trainer, ResumeAfterSigkillIsBitwiseIdentical) {
   EXPECT_EQ(seen_ref.size(), 48u + 3u);
   EXPECT_EQ(seen_ref, seen_killed);
   for (auto& [key, n] : seen_killed) EXPECT_EQ(n, 1) << key;
+}
+
+// Killed inside a checkpoint write, twice: once with the temporary cut short, once complete but
+// not renamed. Each time the checkpoint on disk is the previous whole one (it loads), the next
+// run resumes from it and removes the dead run's temporary, and the end is bitwise the same.
+TEST(Trainer, KilledInsideACheckpointWriteLosesNothing) {
+  TempDir ref, killed;
+  const std::string exe = self_exe();
+  auto full = run(exe + " --child=train --out " + ref.path());
+  ASSERT_EQ(full.status, 0) << full.err;
+  auto temporaries = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(killed / "checkpoints")) {
+      n += e.path().filename().string().find(".tmp.") != std::string::npos;
+    }
+    return n;
+  };
+  // Checkpoints come every 5 steps and at each epoch's end (16 steps). The first child dies in
+  // its 3rd write (step 15); the second resumes from step 10 and dies in its 2nd (step 16).
+  for (const auto& [write, mode] : {std::pair{3, "partial"}, {2, "complete"}}) {
+    auto r = run(exe + " --child=train --resume --out " + killed.path() + " --kill-in-write " + std::to_string(write) +
+                 " " + mode);
+    ASSERT_EQ(r.status, 128 + SIGKILL) << mode << ": " << r.err;
+    EXPECT_EQ(temporaries(), 1) << mode;
+    // What is on disk under the checkpoint's name is a whole checkpoint: a fresh trainer loads it.
+    TempDir probe_dir;
+    auto probe = small_mlp(0, 3, 0.2);
+    DistillTrainer t(probe, std::make_shared<ModelTeacher>(small_mlp(7)), child_options(probe_dir.path()));
+    EXPECT_NO_THROW(t.resume(killed / "checkpoints/last.pt")) << mode;
+  }
+  auto done = run(exe + " --child=train --resume --out " + killed.path());
+  ASSERT_EQ(done.status, 0) << done.err;
+  EXPECT_EQ(temporaries(), 0);
+  auto a = small_mlp(0, 3, 0.2), b = small_mlp(0, 3, 0.2);
+  a.load_weights(ref / "final.pt");
+  b.load_weights(killed / "final.pt");
+  EXPECT_TRUE(same(snapshot(a), snapshot(b)));
 }
 
 TEST(Trainer, CorruptOrMismatchedCheckpointIsRefusedAndChangesNothing) {
