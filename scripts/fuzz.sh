@@ -38,9 +38,9 @@ export OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 classify() {
   local frame
   frame=$("build-fuzz/tests/fuzz/fuzz_$1" -timeout=10 "$2" 2>&1 | grep -E '^ +#[0-9]+ ' |
-    grep -vE ' in (__interceptor_|__asan|__sanitizer|fuzzer::|malloc|calloc|realloc|free|memcpy|memmove|memset)' |
-    grep -v '/libc\.so' | head -1 || true)
-  if grep -q 'libhdf5' <<<"$frame"; then echo upstream; else echo ours; fi
+    grep -vE ' in (__interceptor_|__asan|__sanitizer|fuzzer::|__mem|__str|malloc|calloc|realloc|free|memcpy|memmove|memset|strlen|strdup|strndup|strcmp|memcmp)' |
+    grep -vE '/libc\.so|sysdeps/' | head -1 || true)
+  if grep -q 'libhdf5_serial\.so' <<<"$frame"; then echo upstream; else echo ours; fi
 }
 
 status=0

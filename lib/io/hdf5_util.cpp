@@ -1,6 +1,6 @@
 #include "io/hdf5_util.h"
 
-#include "io/hdf5_bounds.h"
+#include "io/hdf5_checked.h"
 
 #include <filesystem>
 
@@ -126,12 +126,7 @@ void write_string_attr(H5::H5Object& obj, const std::string& name, const std::st
 std::string read_string_attr(const std::string& where, const H5::H5Object& obj, const std::string& name) {
   try {
     if (!obj.attrExists(name)) return "";
-    H5::Attribute attr = obj.openAttribute(name);
-    check(attr.getTypeClass() == H5T_STRING, where, ": attribute '", name, "' is not a string");
-    check(attr.getSpace().getSimpleExtentNpoints() == 1, where, ": attribute '", name, "' is not a single string");
-    std::string value;
-    attr.read(attr.getStrType(), value);
-    return value;
+    return read_string_attribute(obj.openAttribute(name), where + ": attribute '" + name + "'");
   } catch (const H5::Exception& e) {
     fail(where, ": attribute '", name, "' cannot be read: ", e.getDetailMsg());
   }

@@ -7,7 +7,7 @@
 
 #include <H5Cpp.h>
 
-#include "io/hdf5_bounds.h"
+#include "io/hdf5_checked.h"
 
 #include <algorithm>
 #include <cmath>
@@ -92,11 +92,7 @@ H5::Attribute open_attr(const H5::H5Object& obj, const std::string& name, const 
 }
 
 std::string read_string(const H5::H5Object& obj, const std::string& name, const std::string& where) {
-  H5::Attribute attr = open_attr(obj, name, where);
-  check(attr.getTypeClass() == H5T_STRING, where, "attribute '", name, "' is not a string");
-  std::string value;
-  attr.read(attr.getStrType(), value);
-  return value;
+  return kdistill::detail::read_string_attribute(open_attr(obj, name, where), where + "attribute '" + name + "'");
 }
 
 std::vector<int64_t> read_ints(const H5::H5Object& obj, const std::string& name, const std::string& where) {
