@@ -10,8 +10,9 @@
 
 namespace kdistill::benchmarks {
 
-inline void add_context() {
+inline void add_context(bool allocator_tuned) {
   auto info = kdistill::system_info();
+  benchmark::AddCustomContext("allocator", allocator_tuned ? "glibc, kdistill::tune_allocator()" : "default");
   benchmark::AddCustomContext("kdistill_version", info.kdistill_version);
   benchmark::AddCustomContext("torch_version", info.torch_version);
   benchmark::AddCustomContext("blas", info.blas_library);
@@ -29,8 +30,9 @@ inline void count_samples(benchmark::State& state, int64_t per_iteration) {
 
 #define KDISTILL_BENCHMARK_MAIN()                       \
   int main(int argc, char** argv) {                     \
+    const bool tuned = kdistill::tune_allocator();      \
     benchmark::Initialize(&argc, argv);                 \
-    kdistill::benchmarks::add_context();                \
+    kdistill::benchmarks::add_context(tuned);           \
     benchmark::RunSpecifiedBenchmarks();                \
     benchmark::Shutdown();                              \
     return 0;                                           \

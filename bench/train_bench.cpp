@@ -3,6 +3,8 @@
 // a live 784-1200-1200-10 teacher, and that teacher itself. Compare with bench/python_reference.py.
 #include <benchmark/benchmark.h>
 
+#include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <torch/torch.h>
 
@@ -15,7 +17,14 @@
 namespace {
 
 constexpr int64_t kBatch = 128;
-constexpr int64_t kStepsPerIteration = 50;
+// Like bench/python_reference.py: 20 warm-up steps, then timed steps (300 by default;
+// KDISTILL_BENCH_STEPS overrides it, e.g. for the ctest smoke run).
+constexpr int64_t kWarmupSteps = 20;
+
+int64_t timed_steps() {
+  const char* env = std::getenv("KDISTILL_BENCH_STEPS");
+  return env != nullptr && std::atoll(env) > 0 ? std::atoll(env) : 300;
+}
 
 const kdistill::data::TensorDataset& fashion_shaped() {
   static const kdistill::data::TensorDataset ds = [] {
@@ -50,32 +59,40 @@ void BM_TrainSteps(benchmark::State& state) {
   std::shared_ptr<kdistill::Teacher> t;
   if (kind == 1) t = std::make_shared<kdistill::ModelTeacher>(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
   if (kind == 3) t = cached_teacher();
+  const int64_t steps = timed_steps();
   auto opts = kdistill::TrainerOptions()
                   .epochs(1)
-                  .max_steps(kStepsPerIteration)
+                  .max_steps(kWarmupSteps + steps)
                   .batch_size(kBatch)
                   .lr(0.01)
                   .momentum(0.9)
                   .threads(threads)
                   .progress(false)
                   .loss(kdistill::KDLossOptions().temperature(4).alpha(0.9));
-  kdistill::DistillTrainer trainer(student, t, opts);
-  double samples_per_s = 0;
+  // Each iteration is one fit() through a fresh trainer (step 0 again); only the steps after the
+  // warm-up are timed, from the step callback, as the Python reference times its loop.
+  double seconds = 0;
   for (auto _ : state) {
-    auto r = trainer.fit(fashion_shaped());
-    samples_per_s = r.train_samples_per_s;
-    state.PauseTiming();
-    trainer = kdistill::DistillTrainer(student, t, opts);  // start again from step 0
-    state.ResumeTiming();
+    kdistill::DistillTrainer trainer(student, t, opts);
+    std::chrono::steady_clock::time_point start, end;
+    trainer.on_step([&](const kdistill::StepInfo& info) {
+      if (info.step == kWarmupSteps) start = std::chrono::steady_clock::now();
+      if (info.step == kWarmupSteps + steps) end = std::chrono::steady_clock::now();
+    });
+    trainer.fit(fashion_shaped());
+    const double s = std::chrono::duration<double>(end - start).count();
+    state.SetIterationTime(s);
+    seconds += s;
   }
-  state.counters["train_samples_per_s"] = samples_per_s;
-  kdistill::benchmarks::count_samples(state, kBatch * kStepsPerIteration);
+  state.counters["train_samples_per_s"] =
+      static_cast<double>(kBatch * steps) * static_cast<double>(state.iterations()) / seconds;
+  state.counters["timed_steps"] = static_cast<double>(steps);
 }
 BENCHMARK(BM_TrainSteps)
     ->ArgNames({"kind", "threads"})
     ->ArgsProduct({{0, 1, 2, 3}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+    ->UseManualTime();
 
 // Teacher inference (eval mode, no grad): the per-batch cost a live teacher adds to distillation.
 void BM_TeacherInference(benchmark::State& state) {

@@ -58,6 +58,7 @@ void prefer_passive_openmp(char** argv) {
 
 int main(int argc, char** argv) {
   prefer_passive_openmp(argv);
+  kdistill::tune_allocator();  // keep step buffers instead of faulting them in again every step
   CLI::App app{"kdistill: knowledge distillation on LibTorch, with measurements", "kdistill"};
   app.set_help_all_flag("--help-all", "Show help for every subcommand");
   bool version = false;

@@ -1,7 +1,9 @@
 #include "kdistill/core/system.h"
 
 #include <link.h>
+#include <malloc.h>
 
+#include <climits>
 #include <cstdlib>
 #include <string>
 
@@ -87,6 +89,23 @@ torch::Device parse_device(const std::string& spec) {
 
 void set_threads(int n) {
   if (n > 0) torch::set_num_threads(n);
+}
+
+bool tune_allocator(const AllocatorOptions& options) {
+#if defined(__GLIBC__)
+  // Setting M_MMAP_THRESHOLD also switches off glibc's dynamic threshold, which otherwise starts
+  // at 128 KiB and moves only as mmapped blocks are freed, per process, not per arena.
+  check(options.mmap_threshold <= (size_t{32} << 20), "tune_allocator: mmap_threshold must be at most 32 MiB (glibc's "
+        "limit on 64-bit), got ", options.mmap_threshold);
+  check(options.trim_threshold <= static_cast<size_t>(INT_MAX), "tune_allocator: trim_threshold must fit an int, got ",
+        options.trim_threshold);
+  const bool ok = ::mallopt(M_MMAP_THRESHOLD, static_cast<int>(options.mmap_threshold)) == 1 &&
+                  ::mallopt(M_TRIM_THRESHOLD, static_cast<int>(options.trim_threshold)) == 1;
+  return ok;
+#else
+  (void)options;
+  return false;
+#endif
 }
 
 }  // namespace kdistill
