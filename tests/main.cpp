@@ -1,6 +1,6 @@
 // GoogleTest main. `kdistill_tests --child=train ...` instead runs a small training job, and
-// `--child=cache ...` writes a teacher-logit cache: the kill tests start this same executable as
-// the child they kill.
+// `--child=cache ...` writes a teacher-logit cache and `--child=malloc ...` reports how glibc
+// served an allocation: the kill and allocator tests start this same executable as their child.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -12,6 +12,7 @@
 namespace kdistill::test {
 int train_child(const std::vector<std::string>& args);
 int cache_child(const std::vector<std::string>& args);
+int malloc_child(const std::vector<std::string>& args);
 }
 
 int main(int argc, char** argv) {
@@ -20,6 +21,9 @@ int main(int argc, char** argv) {
   }
   if (argc > 1 && std::strcmp(argv[1], "--child=cache") == 0) {
     return kdistill::test::cache_child(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (argc > 1 && std::strcmp(argv[1], "--child=malloc") == 0) {
+    return kdistill::test::malloc_child(std::vector<std::string>(argv + 2, argv + argc));
   }
   // Tests are short and CPU-bound; two threads like the machines the numbers are quoted for.
   torch::set_num_threads(2);

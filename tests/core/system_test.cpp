@@ -1,14 +1,19 @@
 // Tests for kdistill/core/system.h: device parsing, system_info() and set_threads().
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <torch/torch.h>
 
 #include <climits>
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "kdistill/core/error.h"
 #include "kdistill/core/system.h"
@@ -130,4 +135,43 @@ TEST(SetThreads, SetsAndIgnoresNonPositive) {
   EXPECT_EQ(torch::get_num_threads(), before);
 }
 
+// Bytes that glibc serves from a fresh mmap for one 30 MB block in a fresh process
+// (`kdistill_tests --child=malloc default|tuned`, see malloc_child), or SIZE_MAX on failure.
+size_t mmapped_for_30mb(const std::string& mode) {
+  const auto exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  const auto r = kdistill::test::run(exe + " --child=malloc " + mode);
+  if (r.status != 0) return SIZE_MAX;
+  return static_cast<size_t>(std::stoull(r.out));
+}
+
+TEST(TuneAllocator, ServesStepSizedBlocksFromTheHeap) {
+  // Control: with glibc's initial 128 KiB threshold the block is a fresh mmap (faulted in anew
+  // every step); after tune_allocator() it comes from the heap, which keeps it for reuse.
+  EXPECT_GE(mmapped_for_30mb("default"), size_t{30} << 20);
+  EXPECT_EQ(mmapped_for_30mb("tuned"), 0u);
+  kdistill::AllocatorOptions too_big;
+  too_big.mmap_threshold = size_t{64} << 20;
+  EXPECT_NE(kdistill::test::error_of([&] { kdistill::tune_allocator(too_big); }).find("at most 32 MiB"),
+            std::string::npos);
+}
+
 }  // namespace
+
+namespace kdistill::test {
+
+// The child for TuneAllocator: in a fresh process, prints how many bytes glibc mmaps for one
+// 30 MB block, after tune_allocator() ("tuned") or with glibc's initial 128 KiB threshold set
+// again ("default": LibTorch's start-up frees may already have moved the dynamic threshold).
+int malloc_child(const std::vector<std::string>& args) {
+  if (args.size() != 1) return 2;
+  if (args[0] == "tuned" && !kdistill::tune_allocator()) return 1;
+  if (args[0] == "default" && ::mallopt(M_MMAP_THRESHOLD, 128 * 1024) != 1) return 1;
+  const size_t before = ::mallinfo2().hblkhd;
+  void* volatile block = std::malloc(size_t{30} << 20);  // volatile: the compiler may not elide it
+  const size_t after = ::mallinfo2().hblkhd;
+  std::free(block);
+  std::printf("%zu\n", after - before);
+  return 0;
+}
+
+}  // namespace kdistill::test
