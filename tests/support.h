@@ -13,6 +13,11 @@
 #include <sstream>
 #include <string>
 
+#include <torch/types.h>
+
+#include <map>
+#include <vector>
+
 #include "kdistill/core/error.h"
 
 #ifndef KDISTILL_PYTHON
@@ -23,6 +28,18 @@
 #endif
 
 namespace kdistill::test {
+
+/// Whether `part` occurs in `s` (error messages are checked piece by piece).
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+/// Whether every tensor of `a` equals its counterpart in `b` bitwise (same shapes, same values).
+inline bool same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!a[i].sizes().equals(b[i].sizes()) || !a[i].equal(b[i])) return false;
+  }
+  return true;
+}
 
 /// A fresh directory under the system temp dir, removed when the object dies.
 class TempDir {
@@ -87,6 +104,16 @@ inline std::string error_of(const std::function<void()>& f) {
 inline bool have_python_torch() {
   static const bool ok = run(std::string(KDISTILL_PYTHON) + " -c 'import torch'").status == 0;
   return ok;
+}
+
+/// Whether Debian's Python can import `module` (asked once per module).
+inline bool have_python_module(const std::string& module) {
+  static std::map<std::string, bool> known;
+  auto it = known.find(module);
+  if (it == known.end()) {
+    it = known.emplace(module, run(std::string(KDISTILL_PYTHON) + " -c 'import " + module + "'").status == 0).first;
+  }
+  return it->second;
 }
 
 /// Runs a Python snippet with Debian's interpreter; returns its output.

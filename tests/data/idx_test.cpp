@@ -42,7 +42,7 @@ std::string read_error(const std::string& path) {
   return "";
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using kdistill::test::contains;
 
 TEST(Idx, RoundTripPlainAndGz) {
   TempDir dir;

@@ -21,7 +21,7 @@ using kdistill::Model;
 using kdistill::test::TempDir;
 using kdistill::test::error_of;
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+using kdistill::test::contains;
 
 TEST(Model, WrapsCxxModule) {
   torch::manual_seed(0);

@@ -25,13 +25,6 @@ namespace {
 
 namespace nn = torch::nn;
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-bool have_python_h5py() {
-  static const bool ok = run(std::string(KDISTILL_PYTHON) + " -c 'import h5py'").status == 0;
-  return ok;
-}
-
 std::vector<std::string> lines(const std::string& text) {
   std::vector<std::string> out;
   std::istringstream in(text);
@@ -103,7 +96,7 @@ torch.jit.script(Net()).save(d + '/custom.pt')
 }  // namespace
 
 TEST(Export, WritesTheDocumentedLayoutReadByH5py) {
-  if (!have_python_h5py()) GTEST_SKIP() << "python3-h5py is not installed (" KDISTILL_PYTHON "): skipped";
+  if (!have_python_module("h5py")) GTEST_SKIP() << "python3-h5py is not installed (" KDISTILL_PYTHON "): skipped";
   torch::manual_seed(0);
   TempDir dir;
   const std::string path = dir / "cnn.h5";

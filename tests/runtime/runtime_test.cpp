@@ -26,13 +26,6 @@ namespace {
 
 namespace nn = torch::nn;
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
-bool have_python_h5py() {
-  static const bool ok = run(std::string(KDISTILL_PYTHON) + " -c 'import h5py'").status == 0;
-  return ok;
-}
-
 // Gives every BatchNorm in `net` statistics and affine parameters far from the identity, so that
 // folding them is really tested.
 void randomize_batch_norms(nn::Sequential& net) {
@@ -237,7 +230,7 @@ TEST(RuntimeLoad, NonHdf5FileNamesIt) {
 // Broken files written with h5py, an independent writer: each must be refused with the path
 // and the problem.
 TEST(RuntimeLoad, RefusesBrokenFilesNamingTheProblem) {
-  if (!have_python_h5py()) GTEST_SKIP() << "python3-h5py is not installed (" KDISTILL_PYTHON "): skipped";
+  if (!have_python_module("h5py")) GTEST_SKIP() << "python3-h5py is not installed (" KDISTILL_PYTHON "): skipped";
   TempDir dir;
   auto r = python("import h5py, numpy as np\n"
                   "d = r'" + dir.path() + "'\n"

@@ -35,14 +35,6 @@ std::vector<torch::Tensor> weights(const std::string& path) {
   return out;
 }
 
-bool same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!torch::equal(a[i], b[i])) return false;
-  }
-  return true;
-}
-
 }  // namespace
 
 TEST(Run, WritesEveryOutputAndATraceableManifest) {

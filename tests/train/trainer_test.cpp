@@ -44,14 +44,6 @@ std::vector<torch::Tensor> snapshot(const Model& m) {
   return out;
 }
 
-bool same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (!torch::equal(a[i], b[i])) return false;
-  }
-  return true;
-}
-
 std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
 
 }  // namespace
