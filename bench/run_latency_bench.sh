@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Latency of the demo's teacher against the MLP-64 and cnn:8,16 students, through LibTorch and
-# through the Eigen runtime, measured three times (repeatability), plus PyTorch-Python eager at
-# batch 1 in the same run. Writes bench/results/latency_cpu.json and latency_cpu_*.png.
+# through the Eigen runtime, measured three times (repeatability), once more with both models
+# optimized for inference (--optimize), plus PyTorch-Python at batch 1 in the same run (eager,
+# and the TorchScript file called from Python). Writes bench/results/latency_cpu.json and latency_cpu_*.png.
 # Usage: bench/run_latency_bench.sh [build-dir] [threads]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ for student in mlp64 cnn; do
     "$build/kdistill" bench --teacher "$tmp/teacher_mlp.pt" --student "$tmp/student_$student.pt" \
       --batch 1,8,64,256 --threads "$threads" --runtimes torch,eigen --json "$tmp/${student}_$run.json" > /dev/null
   done
+  # Once more with both models frozen and optimize_for_inference'd, as they would be served.
+  "$build/kdistill" bench --teacher "$tmp/teacher_mlp.pt" --student "$tmp/student_$student.pt" \
+    --batch 1,8,64,256 --threads "$threads" --runtimes torch --optimize --json "$tmp/${student}_opt.json" > /dev/null
 done
 for student in mlp64 cnn; do
   /usr/bin/python3 bench/python_latency.py "$tmp/student_$student.pt" 1 "$threads" > "$tmp/py_$student.json"
@@ -35,8 +39,13 @@ for student in ("mlp64", "cnn"):
             p99s = [r["models"][model]["latency_ms"][b]["p99"] for r in runs]
             table.setdefault(model, {})[b] = {"p50": statistics.median(p50s), "p99": statistics.median(p99s),
                                               "p50_runs": p50s, "p50_spread_pct": 100 * (max(p50s) - min(p50s)) / statistics.median(p50s)}
+    opt = json.load(open(f"{tmp}/{student}_opt.json"))
+    for model in ("teacher", "student"):
+        table[model + "_optimized"] = {b: {k: opt["models"][model]["latency_ms"][b][k] for k in ("p50", "p99")}
+                                       for b in ("1", "8", "64", "256")}
     py = json.load(open(f"{tmp}/py_{student}.json"))
-    result["students"][student] = {"latency_ms": table, "python_eager_batch1": py,
+    result["students"][student] = {"latency_ms": table, "python_eager_batch1": py["eager"],
+                                   "python_torchscript_batch1": py["torchscript"],
                                    "torch_version": runs[0]["torch_version"], "report": runs[1]}
     json.dump(runs[1], open(f"{out}/latency_cpu_{student}_report.json", "w"), indent=2)
 json.dump(result, open(f"{out}/latency_cpu.json", "w"), indent=2)
@@ -49,7 +58,10 @@ for student, s in result["students"].items():
         f = lambda m: f"{t[m][b]['p50']:.4g} / {t[m][b]['p99']:.4g} (±{t[m][b]['p50_spread_pct']:.0f}%)"
         print(f"| {b} | {f('teacher')} | {f('student')} | {f('student_eigen')} | "
               f"{t['teacher'][b]['p50'] / t['student'][b]['p50']:.1f}x | {t['teacher'][b]['p50'] / t['student_eigen'][b]['p50']:.1f}x |")
-    print(f"PyTorch-Python eager, batch 1: p50 {1000 * s['python_eager_batch1']['p50']:.1f} us")
+    print("optimized (one run), p50 ms: teacher " + " ".join(f"{t['teacher_optimized'][b]['p50']:.4g}" for b in ("1", "8", "64", "256"))
+          + ", student " + " ".join(f"{t['student_optimized'][b]['p50']:.4g}" for b in ("1", "8", "64", "256")))
+    print(f"PyTorch-Python, batch 1: p50 eager {1000 * s['python_eager_batch1']['p50']:.1f} us, "
+          f"TorchScript from Python {1000 * s['python_torchscript_batch1']['p50']:.1f} us")
 PY
 for student in mlp64 cnn; do
   /usr/bin/python3 bench/plot_report.py "$out/latency_cpu_${student}_report.json" "$out/latency_cpu_${student}.png"

@@ -24,6 +24,7 @@ struct BenchArgs {
   int threads = 0;
   int64_t iters = 1000;
   double min_seconds = 1.0;
+  bool optimize = false;
 };
 
 int run_bench(const BenchArgs& a) {
@@ -39,12 +40,18 @@ int run_bench(const BenchArgs& a) {
   const auto device = parse_device(a.device);
   auto teacher = Model::load_torchscript(a.teacher, device);
   auto student = Model::load_torchscript(a.student, device);
+  if (a.optimize) {  // both, so that the speed-up compares like with like
+    teacher = teacher.optimized_for_inference();
+    student = student.optimized_for_inference();
+  }
   data::TensorDataset ds;
   if (!a.data.empty()) ds = data::load_spec(a.data, "test");
   auto report = bench::compare(teacher, student, o, a.data.empty() ? nullptr : &ds);
-  report.models[0].second.arch = std::filesystem::path(a.teacher).filename().string();
+  const std::string note = a.optimize ? " (optimized)" : "";
+  report.models[0].second.arch = std::filesystem::path(a.teacher).filename().string() + note;
   for (size_t i = 1; i < report.models.size(); ++i) {
-    report.models[i].second.arch = std::filesystem::path(a.student).filename().string() + (i == 2 ? " (eigen)" : "");
+    report.models[i].second.arch =
+        std::filesystem::path(a.student).filename().string() + (i == 2 ? " (eigen)" : note);
   }
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
@@ -74,6 +81,8 @@ Run add_bench(CLI::App& app) {
                                             "LibTorch-free runtime)")
       ->capture_default_str();
   app.add_option("--data", a->data, "Also measure accuracy and agreement on this data's test split");
+  app.add_flag("--optimize", a->optimize,
+               "Freeze both TorchScript models and run LibTorch's optimize_for_inference first, as for serving");
   app.add_option("--json", a->json, "Write the report JSON here");
   app.add_option("--csv", a->csv, "Write one CSV row per model and batch size here");
   return [a] { return run_bench(*a); };

@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include <torch/csrc/jit/api/module.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
@@ -35,6 +36,19 @@ Model Model::load_torchscript(const std::string& path, const torch::Device& devi
     return Model(torch::jit::load(path, device), "torchscript");
   } catch (const c10::Error& e) {
     fail("load_torchscript: ", path, " is not a loadable TorchScript archive: ", first_line(e.what_without_backtrace()));
+  }
+}
+
+Model Model::optimized_for_inference() const {
+  check(defined(), "optimized_for_inference: the model is empty");
+  check(is_torchscript(), "optimized_for_inference: '", arch_, "' is a C++ module; only TorchScript models can be "
+        "frozen (script it first, or serve it with the Eigen runtime)");
+  try {
+    auto copy = script_->clone();
+    copy.eval();
+    return Model(torch::jit::optimize_for_inference(copy), arch_);
+  } catch (const c10::Error& e) {
+    fail("optimized_for_inference: '", arch_, "' cannot be frozen: ", first_line(e.what_without_backtrace()));
   }
 }
 

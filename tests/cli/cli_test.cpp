@@ -126,3 +126,36 @@ TEST(Cli, DemoRunsEndToEndAndWritesTheReport) {
 }
 
 }  // namespace kdistill::test
+
+namespace kdistill::test {
+
+// `kdistill bench` end to end on two small TorchScript MLPs: the table on stdout, the JSON report,
+// --optimize naming both models "(optimized)", and a bad --runtimes failing with exit status 1.
+TEST(Cli, BenchMeasuresTwoTorchScriptModelsAndOptimizesThemOnRequest) {
+  KDISTILL_REQUIRE_PYTHON_TORCH();
+  TempDir dir;
+  auto py = python("import torch, torch.nn as nn\n"
+                   "torch.manual_seed(0)\n"
+                   "torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 3)))"
+                   ".save(r'" + (dir / "t.pt") + "')\n"
+                   "torch.jit.script(nn.Sequential(nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3)))"
+                   ".save(r'" + (dir / "s.pt") + "')\n");
+  ASSERT_EQ(py.status, 0) << py.err;
+  const std::string common = "bench --teacher " + (dir / "t.pt") + " --student " + (dir / "s.pt") +
+                             " --input-shape 1,4,4 --batch 1,4 --iters 20 --min-seconds 0.01 --threads 1";
+  auto plain = cli(common + " --json " + (dir / "plain.json"));
+  ASSERT_EQ(plain.status, 0) << plain.err;
+  EXPECT_TRUE(contains(plain.out, "s.pt")) << plain.out;
+  auto optimized = cli(common + " --optimize --runtimes torch --json " + (dir / "opt.json"));
+  ASSERT_EQ(optimized.status, 0) << optimized.err;
+  const auto report = nlohmann::json::parse(io::read_file(dir / "opt.json"));
+  EXPECT_EQ(report["models"]["teacher"]["arch"], "t.pt (optimized)") << report.dump();
+  EXPECT_EQ(report["models"]["student"]["arch"], "s.pt (optimized)") << report.dump();
+  EXPECT_FALSE(report["models"].contains("student_eigen")) << report.dump();  // --runtimes torch
+  EXPECT_GT(report["models"]["student"]["latency_ms"]["4"]["p50"].get<double>(), 0.0) << report.dump();
+  auto bad = cli(common + " --runtimes onnx");
+  EXPECT_EQ(bad.status, 1);
+  expect_one_error_line(bad, "--runtimes: expected a comma-separated subset of torch,eigen");
+}
+
+}  // namespace kdistill::test

@@ -233,3 +233,41 @@ TEST(Model, TorchscriptRoundTripWithPython) {
 }
 
 }  // namespace
+
+namespace {
+
+// A TorchScript CNN with batch norms whose statistics are far from the identity, so that folding
+// them into the convolutions really changes the graph.
+TEST(Model, OptimizedForInferenceAgreesAndLeavesTheOriginalTrainable) {
+  KDISTILL_REQUIRE_PYTHON_TORCH();
+  TempDir dir;
+  const std::string path = dir / "cnn.pt";
+  auto r = kdistill::test::python(
+      "import torch, torch.nn as nn\n"
+      "torch.manual_seed(0)\n"
+      "m = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),\n"
+      "                  nn.Linear(4 * 6 * 6, 8), nn.ReLU(), nn.Linear(8, 3))\n"
+      "with torch.no_grad():\n"
+      "    m[1].running_mean.uniform_(-1, 1); m[1].running_var.uniform_(0.5, 2); m[1].weight.uniform_(0.5, 2)\n"
+      "torch.jit.script(m.eval()).save(r'" + path + "')\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto original = Model::load_torchscript(path);
+  original.eval();
+  auto optimized = original.optimized_for_inference();
+  torch::manual_seed(3);
+  const auto x = torch::randn({5, 1, 6, 6});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::allclose(optimized.forward(x), original.forward(x), 1e-5, 1e-5));
+  EXPECT_EQ(optimized.arch(), original.arch());
+  EXPECT_EQ(optimized.num_parameters(), 0);  // frozen: the weights are constants now
+  EXPECT_GT(original.num_parameters(), 0);   // the original keeps its parameters
+  for (const auto& p : original.parameters()) EXPECT_TRUE(p.requires_grad());
+}
+
+TEST(Model, OptimizedForInferenceRefusesACxxModule) {
+  Model m(kdistill::mlp(4, {5}, 3), "mlp:5");
+  const auto msg = error_of([&] { m.optimized_for_inference(); });
+  EXPECT_TRUE(contains(msg, "'mlp:5' is a C++ module")) << msg;
+}
+
+}  // namespace
