@@ -21,9 +21,17 @@ def main():
     ap.add_argument("--kdistill", default=os.path.join(HERE, "..", "build", "kdistill"))
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "demo_seeds_cpu.json"))
+    ap.add_argument("--add", action="store_true",
+                    help="keep the seeds already recorded in --out and add these (training is deterministic on "
+                         "the CPU, so earlier seeds need not run again)")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = {c: [] for c in CASES}
+    if args.add:
+        with open(args.out) as f:
+            old = json.load(f)
+        runs = old["runs"]
+        seeds = [s for s in seeds if s not in old["seeds"]]
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             for case, flags in CASES.items():
@@ -49,7 +57,8 @@ def main():
         summary[case] = s
     out = {"protocol": "kdistill demo defaults (teacher mlp:1200,1200 10 epochs; students mlp:64 10 epochs over the "
                        "transfer set; SGD momentum 0.9, lr 0.05, cosine, batch 128), recipe tuned on held-out training "
-                       "images, judged once on the 10,000 test images", "seeds": seeds, "runs": runs, "summary": summary}
+                       "images, judged once on the 10,000 test images",
+           "seeds": sorted({r["seed"] for rows in runs.values() for r in rows}), "runs": runs, "summary": summary}
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)
     print("| case | teacher | from labels | distilled | gain (points) | retention |")

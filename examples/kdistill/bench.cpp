@@ -40,7 +40,11 @@ int run_bench(const BenchArgs& a) {
   const auto device = parse_device(a.device);
   auto teacher = Model::load_torchscript(a.teacher, device);
   auto student = Model::load_torchscript(a.student, device);
+  const int64_t teacher_params = teacher.num_parameters(), student_params = student.num_parameters();
   if (a.optimize) {  // both, so that the speed-up compares like with like
+    // The Eigen runtime is exported from the student's layers, which freezing removes.
+    check(!o.eigen, "--optimize measures LibTorch models only; use it with --runtimes torch (the Eigen runtime "
+          "runs the student as exported)");
     teacher = teacher.optimized_for_inference();
     student = student.optimized_for_inference();
   }
@@ -48,6 +52,8 @@ int run_bench(const BenchArgs& a) {
   if (!a.data.empty()) ds = data::load_spec(a.data, "test");
   auto report = bench::compare(teacher, student, o, a.data.empty() ? nullptr : &ds);
   const std::string note = a.optimize ? " (optimized)" : "";
+  report.models[0].second.params = teacher_params;  // freezing turns parameters into constants
+  report.models[1].second.params = student_params;
   report.models[0].second.arch = std::filesystem::path(a.teacher).filename().string() + note;
   for (size_t i = 1; i < report.models.size(); ++i) {
     report.models[i].second.arch =

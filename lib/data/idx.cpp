@@ -98,7 +98,8 @@ torch::Tensor read_idx(const std::string& path) {
   }
   // The header is not trusted with memory: a 19-byte file may announce gigabytes. The payload
   // grows as bytes actually arrive (chunks of at least 64 MiB, doubling), so a truncated file fails
-  // having allocated little more than it holds. Fashion-MNIST's 47 MB fits in the first chunk.
+  // having allocated at most about twice what it holds plus 64 MiB (a growing resize briefly holds
+  // the old and the new buffer). Fashion-MNIST's 47 MB fits in the first chunk.
   constexpr int64_t kMinChunk = int64_t{64} << 20;
   auto values = torch::empty({0}, torch::kUInt8);
   int64_t have = 0;

@@ -45,16 +45,28 @@ std::string parent_dir(const std::string& path) {
 
 std::atomic<detail::AtomicWriteHook> write_hook{nullptr};
 
-// A process killed mid-write leaves its temporary `PATH.tmp.PID.XXXX` behind (no handler runs on
-// SIGKILL). The next write of PATH removes those of processes that no longer exist, so crashes do
-// not accumulate half-written checkpoints; a live writer's temporary is left alone.
+// A process killed mid-write leaves its temporary `PATH.tmp.PID.HEX` behind (no handler runs on
+// SIGKILL). The next write of PATH removes those whose writer no longer exists, so crashes do not
+// accumulate half-written checkpoints. Only names of exactly that form are touched, and never
+// this process's or a live process's. Limits: a dead writer whose pid was reused keeps its
+// temporary until the pid is free again, and writers of the same file from different PID
+// namespaces (containers sharing a directory) cannot see each other: do not share one output
+// directory between concurrent runs.
 void remove_stale_temps(const std::string& path, const std::string& dir) {
   const std::string prefix = fs::path(path).filename().string() + ".tmp.";
   std::error_code ec;
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
-    if (name.compare(0, prefix.size(), prefix) != 0) continue;
-    const auto pid = std::strtol(name.c_str() + prefix.size(), nullptr, 10);
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = name.substr(prefix.size());  // PID.HEX
+    const auto dot = rest.find('.');
+    if (dot == 0 || dot == std::string::npos || dot > 9 || dot + 1 == rest.size() || rest.size() - dot - 1 > 16) continue;
+    const std::string pid_text = rest.substr(0, dot), hex = rest.substr(dot + 1);
+    if (pid_text.find_first_not_of("0123456789") != std::string::npos ||
+        hex.find_first_not_of("0123456789abcdef") != std::string::npos) {
+      continue;
+    }
+    const long pid = std::stol(pid_text);  // at most 9 digits: fits, and pid_t's range
     if (pid <= 0 || pid == ::getpid()) continue;
     if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
       std::error_code ignored;
@@ -62,7 +74,6 @@ void remove_stale_temps(const std::string& path, const std::string& dir) {
     }
   }
 }
-
 }  // namespace
 
 void atomic_write(const std::string& path, const std::function<void(const std::string&)>& write) {

@@ -78,7 +78,7 @@ torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const
     space.getSimpleExtentDims(dims.data());
     auto dtype = to_torch(ds.getDataType(), where);
     if (dtype == torch::kInt8 || dtype == torch::kShort) dtype = torch::kInt;  // HDF5 widens on read
-    check_stored(ds, dims, torch::elementSize(dtype), path, where);
+    check_stored(ds, dims, ds.getDataType().getSize(), path, where);  // stored bytes per element
     std::vector<int64_t> shape(dims.begin(), dims.end());
     auto out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
     if (out.numel() > 0) ds.read(out.data_ptr(), to_h5(dtype));

@@ -49,6 +49,8 @@ Model Model::optimized_for_inference() const {
     return Model(torch::jit::optimize_for_inference(copy), arch_);
   } catch (const c10::Error& e) {
     fail("optimized_for_inference: '", arch_, "' cannot be frozen: ", first_line(e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    fail("optimized_for_inference: '", arch_, "' cannot be frozen: ", first_line(e.what()));
   }
 }
 

@@ -153,9 +153,13 @@ TEST(Cli, BenchMeasuresTwoTorchScriptModelsAndOptimizesThemOnRequest) {
   EXPECT_EQ(report["models"]["student"]["arch"], "s.pt (optimized)") << report.dump();
   EXPECT_FALSE(report["models"].contains("student_eigen")) << report.dump();  // --runtimes torch
   EXPECT_GT(report["models"]["student"]["latency_ms"]["4"]["p50"].get<double>(), 0.0) << report.dump();
+  EXPECT_EQ(report["models"]["student"]["params"], 16 * 8 + 8 + 8 * 3 + 3) << report.dump();  // not 0
   auto bad = cli(common + " --runtimes onnx");
   EXPECT_EQ(bad.status, 1);
   expect_one_error_line(bad, "--runtimes: expected a comma-separated subset of torch,eigen");
+  auto mixed = cli(common + " --optimize --runtimes torch,eigen");
+  EXPECT_EQ(mixed.status, 1);
+  expect_one_error_line(mixed, "--optimize measures LibTorch models only");
 }
 
 }  // namespace kdistill::test

@@ -62,16 +62,17 @@ TEST(Hdf5Data, ErrorsNameTheFileAndTheDataset) {
 // dataset that it never stored is refused before anything is allocated, while highly compressed
 // real data (all zeros, gzip, ~1000:1) still loads.
 TEST(Hdf5Data, DatasetsLargerThanTheFileCouldHoldAreRefused) {
+  if (!have_python_module("h5py")) GTEST_SKIP() << "python3-h5py is not installed: skipped";
   TempDir dir;
   auto py = python("import h5py, numpy as np\n"
                    "with h5py.File('" + (dir / "sparse.h5") + "', 'w') as f:\n"
                    "    f.create_dataset('x', shape=(10**9, 10), dtype='f4')\n"
-                   "    f['y'] = np.zeros(10**9, dtype=np.int8)[:4]\n"
+                   "    f['y'] = np.zeros(4, dtype=np.int8)\n"
                    "with h5py.File('" + (dir / "zeros.h5") + "', 'w') as f:\n"
                    "    f.create_dataset('x', data=np.zeros((1000, 1000), dtype='f4'), chunks=(1000, 1000),"
                    " compression='gzip', compression_opts=9)\n"
                    "    f['y'] = np.zeros(1000, dtype=np.int64)\n");
-  if (py.status != 0) GTEST_SKIP() << "python3-h5py is not installed: " << py.err;
+  ASSERT_EQ(py.status, 0) << py.err;
   ASSERT_LT(std::filesystem::file_size(dir / "sparse.h5"), 10000u);
   const auto msg = error_of([&] { data::load_hdf5(dir / "sparse.h5"); });
   EXPECT_NE(msg.find("x declares shape [1000000000, 10] (4e+10 bytes) but the file stores 0 bytes"),

@@ -137,7 +137,7 @@ TEST(IdxErrors, TruncatedPayload) {
 
 // Found by fuzz_idx (tests/fuzz/regressions/idx/): a 19-byte file whose header announced 7.9 GB
 // made the reader allocate all of it before finding the file short. A header announcing almost a
-// terabyte (2^40 - 1 bytes, more than this machine can allocate) must fail as truncated, naming
+// terabyte (1,099,494,785,025 bytes, just under the 2^40 cap and more than this machine can allocate) must fail as truncated, naming
 // what the file holds, not as an allocation failure.
 TEST(IdxErrors, HeaderAnnouncingATerabyteFailsAsTruncatedWithoutAllocatingIt) {
   TempDir dir;

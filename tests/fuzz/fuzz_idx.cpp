@@ -16,8 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const auto& path = scratch.write(data, size);
   kdistill::fuzz::expect_clean([&] {
     auto t = kdistill::data::read_idx(path);
-    // A successful read holds exactly the bytes its header announced, all of them in the file:
-    // the payload cannot exceed what the input could hold after decompression.
+    // A successful read is a uint8 tensor of 1 to 4 dimensions (read_idx itself checks that the
+    // payload is exactly what the header announces, with nothing after it).
     if (t.scalar_type() != torch::kUInt8 || t.dim() < 1 || t.dim() > 4) {
       std::fprintf(stderr, "fuzz_idx: read_idx returned dtype %s with %d dims\n",
                    std::string(c10::toString(t.scalar_type())).c_str(), static_cast<int>(t.dim()));

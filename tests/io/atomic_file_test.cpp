@@ -165,9 +165,16 @@ TEST(AtomicWrite, NextWriteRemovesTemporariesOfDeadProcesses) {
   const std::string live = path + ".tmp.1.2e";  // pid 1 is alive
   const std::string mine = path + ".tmp." + std::to_string(::getpid()) + ".3d";
   const std::string other = (dir / "best.pt") + ".tmp." + std::to_string(dead) + ".4c";
-  for (const auto& f : {stale, live, mine, other}) std::ofstream(f) << "partial";
+  // Names of another form are never touched, even with a dead pid in them.
+  const std::string not_ours = path + ".tmp." + std::to_string(dead);
+  const std::string not_hex = path + ".tmp." + std::to_string(dead) + ".xyz";
+  const std::string signed_pid = path + ".tmp.+" + std::to_string(dead) + ".1f";
+  for (const auto& f : {stale, live, mine, other, not_ours, not_hex, signed_pid}) std::ofstream(f) << "partial";
   kdistill::io::atomic_write_string(path, "new");
   EXPECT_FALSE(fs::exists(stale));
+  EXPECT_TRUE(fs::exists(not_ours));
+  EXPECT_TRUE(fs::exists(not_hex));
+  EXPECT_TRUE(fs::exists(signed_pid));
   EXPECT_TRUE(fs::exists(live));
   EXPECT_TRUE(fs::exists(mine));
   EXPECT_TRUE(fs::exists(other));

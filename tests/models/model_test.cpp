@@ -236,8 +236,8 @@ TEST(Model, TorchscriptRoundTripWithPython) {
 
 namespace {
 
-// A TorchScript CNN with batch norms whose statistics are far from the identity, so that folding
-// them into the convolutions really changes the graph.
+// A TorchScript CNN with batch norms whose statistics are far from the identity, so that the
+// optimized copy (batch norms folded) could not agree with the original by accident.
 TEST(Model, OptimizedForInferenceAgreesAndLeavesTheOriginalTrainable) {
   KDISTILL_REQUIRE_PYTHON_TORCH();
   TempDir dir;
@@ -252,8 +252,10 @@ TEST(Model, OptimizedForInferenceAgreesAndLeavesTheOriginalTrainable) {
       "torch.jit.script(m.eval()).save(r'" + path + "')\n");
   ASSERT_EQ(r.status, 0) << r.err;
   auto original = Model::load_torchscript(path);
-  original.eval();
+  original.train();
   auto optimized = original.optimized_for_inference();
+  EXPECT_TRUE(original.is_training());  // the original is left as it was
+  original.eval();
   torch::manual_seed(3);
   const auto x = torch::randn({5, 1, 6, 6});
   torch::NoGradGuard no_grad;

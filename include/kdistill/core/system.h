@@ -39,14 +39,20 @@ void set_threads(int n);
 
 /// What `tune_allocator` sets: glibc malloc's mmap and trim thresholds, in bytes.
 struct AllocatorOptions {
-  size_t mmap_threshold = size_t{32} << 20;   ///< blocks below this come from the heap, not fresh mmaps
-  size_t trim_threshold = size_t{256} << 20;  ///< free memory kept at the top of the heap before trimming
+  /// Blocks below this come from the heap, not fresh mmaps. At most 32 MiB (glibc's limit).
+  size_t mmap_threshold = size_t{32} << 20;
+  /// Free memory kept at the top of the heap before it is trimmed. At most INT_MAX.
+  size_t trim_threshold = size_t{256} << 20;
 };
 
 /// Makes glibc malloc keep freed memory for reuse instead of handing it back to the kernel after
 /// each training step. Process-wide: call it once, early in `main` (the `kdistill` command and the
-/// benchmarks do; the library never calls it on its own). Returns false where the C library is
-/// not glibc (nothing is changed).
+/// benchmarks do; the library never calls it on its own), before other threads allocate much.
+/// Returns false where the C library is not glibc (nothing is changed) or glibc's `mallopt`
+/// refused a setting (then the mmap threshold may already be set); under a sanitizer, whose
+/// allocator replaces glibc's, it returns false. With jemalloc or tcmalloc preloaded it returns
+/// true but changes nothing that allocator uses. Throws `kdistill::Error` for options outside
+/// the ranges above.
 ///
 /// Why: a training step allocates and frees the same activation and gradient buffers (400 KB for
 /// an MLP at batch 128) every time. glibc's defaults serve them from fresh mmaps or trim them off

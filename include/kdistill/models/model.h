@@ -88,8 +88,11 @@ class Model {
   /// `optimize_for_inference` (e.g. batch norms folded into convolutions, linear weights
   /// pre-transposed). This model is left as it is. Outputs agree with the original to float
   /// rounding. MLP-64 at batch 1 on the reference machine: 20 µs as loaded, 15 µs optimized.
-  /// Throws `kdistill::Error` for a C++ module (script it first, or serve it with the Eigen
-  /// runtime).
+  /// The copy has no parameters (they are constants), so it can be neither trained nor exported
+  /// to the Eigen runtime (export the original); it may be specialised to its current device, so
+  /// move the model with `to()` before optimizing, not after. Throws `kdistill::Error` for an
+  /// empty model, for a C++ module (script it first, or serve it with the Eigen runtime), and when
+  /// LibTorch cannot freeze the model.
   ///
   /// Example:
   /// ```
