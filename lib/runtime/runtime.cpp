@@ -167,8 +167,12 @@ void need_image(const Layer& l, const std::string& where) {
 
 // Output length of a convolution or pooling window sliding over `size` (padding included).
 int64_t slide(int64_t size, int64_t kernel, int64_t stride, int64_t pad, const std::string& where) {
-  check(kernel > 0 && stride > 0 && pad >= 0, where, "kernel ", kernel, ", stride ", stride, " and padding ", pad,
-        " must be > 0, > 0 and >= 0");
+  // Bounded first, so that the arithmetic below cannot overflow (found by fuzz_runtime: a padding
+  // of 2^62 in a crafted file).
+  constexpr int64_t kMaxWindow = int64_t{1} << 20;
+  check(kernel > 0 && stride > 0 && pad >= 0 && kernel <= kMaxWindow && stride <= kMaxWindow && pad <= kMaxWindow,
+        where, "kernel ", kernel, ", stride ", stride, " and padding ", pad, " must be in [1, ", kMaxWindow, "], [1, ",
+        kMaxWindow, "] and [0, ", kMaxWindow, "]");
   check(size + 2 * pad >= kernel, where, "kernel ", kernel, " is larger than its input (", size, " + padding ",
         2 * pad, ")");
   return (size + 2 * pad - kernel) / stride + 1;

@@ -261,7 +261,13 @@ TEST(RuntimeLoad, RefusesBrokenFilesNamingTheProblem) {
                   "f['layers'].create_group('1').attrs['type'] = 'LSTM'; f.close()\n"
                   "f = model('gap.h5'); linear(f, 0, 4, 3); linear(f, 2, 3, 3); f.close()\n"
                   "f = model('conv_flat.h5'); g = f['layers'].create_group('0')\n"
-                  "g.attrs['type'] = 'Conv2d'; f.close()\n");
+                  "g.attrs['type'] = 'Conv2d'; f.close()\n"
+                  // Found by fuzz_runtime: a padding of 2^62 overflowed the output-size arithmetic.
+                  "f = model('conv_pad.h5'); f.attrs['input_shape'] = np.array([1, 4, 4], dtype=np.int64)\n"
+                  "g = f['layers'].create_group('0'); g.attrs['type'] = 'Conv2d'\n"
+                  "for k, v in (('in_channels', 1), ('out_channels', 1), ('kernel_size', 1), ('stride', 1),"
+                  " ('padding', 2**62)): g.attrs[k] = np.int64(v)\n"
+                  "f.close()\n");
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_EQ(runtime::Model::load(dir / "good.h5").num_classes(), 3);
   const std::vector<std::pair<std::string, std::string>> cases = {
@@ -273,6 +279,7 @@ TEST(RuntimeLoad, RefusesBrokenFilesNamingTheProblem) {
       {"unknown.h5", "unknown layer type \"LSTM\""},
       {"gap.h5", "layers/1 is missing"},
       {"conv_flat.h5", "layer 0 (Conv2d): needs [C, H, W] inputs, got [4]"},
+      {"conv_pad.h5", "padding 4611686018427387904 must be in [1, 1048576], [1, 1048576] and [0, 1048576]"},
   };
   for (const auto& [name, problem] : cases) {
     const std::string path = dir / name;
