@@ -5,11 +5,13 @@ Each test file skips visibly when the module cannot be imported (not built, or b
 PYTHONPATH). Under ctest KDISTILL_REQUIRE_MODULE=1 is set: the module was built there, so an import
 failure is an error, not a skip."""
 import os
+import pathlib
+import sys
 
 import pytest
 
-NUM_FEATURES = 8
-NUM_CLASSES = 3
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+from make_fixtures import write_tabular  # noqa: E402  (one definition of the problem for C++ and Python tests)
 
 
 def pytest_configure(config):
@@ -20,45 +22,15 @@ def pytest_configure(config):
             raise pytest.UsageError(f"KDISTILL_REQUIRE_MODULE=1 but `import kdistill` failed: {e}")
 
 
-def linear_rule_data(n, seed):
-    """Features [n, 8] and labels [n] from a fixed linear rule (argmax of x @ w)."""
-    import torch
-
-    w = torch.randn(NUM_FEATURES, NUM_CLASSES, generator=torch.Generator().manual_seed(1234))
-    x = torch.randn(n, NUM_FEATURES, generator=torch.Generator().manual_seed(seed))
-    return x, (x @ w).argmax(1)
-
-
 @pytest.fixture(scope="session")
 def tabular(tmp_path_factory):
     """Paths and tensors of the tabular problem: train.h5 (200 samples), test.h5 (100),
     teacher.pt (trained), student.pt (untrained)."""
-    h5py = pytest.importorskip("h5py", reason="h5py is needed to write the test data (python3-h5py)")
-    import torch
-    import torch.nn as nn
-
+    pytest.importorskip("h5py", reason="h5py is needed to write the test data (python3-h5py)")
     d = tmp_path_factory.mktemp("tabular")
-    x_train, y_train = linear_rule_data(200, seed=1)
-    x_test, y_test = linear_rule_data(100, seed=2)
-    for name, x, y in (("train.h5", x_train, y_train), ("test.h5", x_test, y_test)):
-        with h5py.File(d / name, "w") as f:
-            f["x"] = x.numpy()
-            f["y"] = y.numpy().astype("int64")
-
-    torch.manual_seed(0)
-    teacher = nn.Sequential(nn.Linear(NUM_FEATURES, 32), nn.ReLU(), nn.Linear(32, NUM_CLASSES))
-    opt = torch.optim.Adam(teacher.parameters(), lr=0.01)
-    for _ in range(300):
-        opt.zero_grad()
-        nn.functional.cross_entropy(teacher(x_train), y_train).backward()
-        opt.step()
-    teacher.eval()
-    torch.jit.script(teacher).save(str(d / "teacher.pt"))
-    student = nn.Sequential(nn.Linear(NUM_FEATURES, 16), nn.ReLU(), nn.Linear(16, NUM_CLASSES))
-    torch.jit.script(student).save(str(d / "student.pt"))
-    return {"dir": d, "train": d / "train.h5", "test": d / "test.h5", "teacher": d / "teacher.pt",
-            "student": d / "student.pt", "x_train": x_train, "y_train": y_train, "x_test": x_test,
-            "y_test": y_test}
+    t = write_tabular(str(d), 200, 100)
+    del t["teacher_module"]
+    return {"dir": d, **{k: (pathlib.Path(v) if isinstance(v, str) else v) for k, v in t.items()}}
 
 
 @pytest.fixture
