@@ -57,6 +57,8 @@ def main():
                 print(case, json.dumps(row), file=sys.stderr, flush=True)
     summary = {}
     for case, rows in runs.items():
+        if not rows:  # a case never run (e.g. --cases on a fresh --out)
+            continue
         s = {}
         for key in ("teacher", "student_scratch", "student_kd", "agreement_kd"):
             v = [r[key] for r in rows]
