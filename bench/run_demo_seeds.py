@@ -32,6 +32,9 @@ def main():
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     cases = args.cases.split(",")
+    unknown = [c for c in cases if c not in CASES]
+    if unknown:
+        ap.error(f"--cases: unknown case(s) {', '.join(unknown)} (expected {', '.join(CASES)})")
     runs = {c: [] for c in CASES}
     if os.path.exists(args.out):
         with open(args.out) as f:
@@ -52,7 +55,7 @@ def main():
                 m = json.load(open(report))["models"]
                 row = {"seed": seed, "teacher": m["teacher"]["accuracy"], "student_scratch": m["student_scratch"]["accuracy"],
                        "student_kd": m["student_kd"]["accuracy"], "agreement_kd": m["student_kd"]["agreement"],
-                       "agreement_scratch": m["student_scratch"]["agreement"]}
+                       "agreement_scratch": m["student_scratch"]["agreement"], "recipe": " ".join(flags)}
                 runs[case].append(row)
                 print(case, json.dumps(row), file=sys.stderr, flush=True)
     summary = {}
@@ -60,7 +63,9 @@ def main():
         if not rows:  # a case never run (e.g. --cases on a fresh --out)
             continue
         s = {}
-        for key in ("teacher", "student_scratch", "student_kd", "agreement_kd"):
+        s["seeds"] = sorted(r["seed"] for r in rows)
+        s["recipes"] = sorted({r.get("recipe", "unrecorded") for r in rows})
+        for key in ("teacher", "student_scratch", "student_kd", "agreement_kd", "agreement_scratch"):
             v = [r[key] for r in rows]
             s[key] = {"mean": statistics.mean(v), "min": min(v), "max": max(v), "stdev": statistics.stdev(v) if len(v) > 1 else 0}
         gains = [r["student_kd"] - r["student_scratch"] for r in rows]
@@ -69,7 +74,7 @@ def main():
         summary[case] = s
     out = {"protocol": "kdistill demo defaults (teacher mlp:1200,1200 10 epochs; students mlp:64; SGD momentum 0.9, "
                        "lr 0.05, cosine, batch 128), recipe tuned on held-out training images, judged once on the "
-                       "10,000 test images", "recipes": {c: " ".join(f) for c, f in CASES.items()},
+                       "10,000 test images",
            "seeds": sorted({r["seed"] for rows in runs.values() for r in rows}), "runs": runs, "summary": summary}
     with open(args.out, "w") as f:
         json.dump(out, f, indent=2)

@@ -13,7 +13,9 @@ A grid is given per call, e.g.
 
 Every run is appended to --log (JSON lines; a configuration already there is not run again), and
 --out is rewritten with every run so far and, per case and student, the pick: among the
-configurations run on the most seeds, the one with the best mean distilled-student accuracy.
+configurations run on the most distinct seeds, the one with the best mean distilled-student
+accuracy (run the candidates on the same seeds: the rule does not check that their seeds agree).
+Several teachers or students in a grid are separated by `|`, numbers by `,`.
 The baseline (student from labels alone, same seed and steps) is recorded beside each run so that
 a pick can be read against it, but the pick is made on the distilled student alone.
 """
@@ -55,7 +57,11 @@ def load_log(path):
     rows = []
     if os.path.exists(path):
         with open(path) as f:
-            rows = [json.loads(line) for line in f if line.strip()]
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:  # a line cut short by an interrupted run: that run is redone
+                    pass
     for r in rows:
         r.setdefault("student", "mlp:64")  # runs logged before the student was a grid key
     return rows
@@ -81,8 +87,9 @@ def summarise(rows):
         picks = {}
         for student in sorted({c["student"] for c in configs}):
             mine = [c for c in configs if c["student"] == student]
-            most = max(len(c["seeds"]) for c in mine)
-            picks[student] = max((c for c in mine if len(c["seeds"]) == most), key=lambda c: c["student_kd_mean"])
+            most = max(len(set(c["seeds"])) for c in mine)
+            picks[student] = max((c for c in mine if len(set(c["seeds"])) == most),
+                                 key=lambda c: c["student_kd_mean"])
         out[case] = {"labels": CASES[case], "configs": sorted(configs, key=lambda c: -c["student_kd_mean"]),
                      "picks": picks}
     return out
@@ -124,6 +131,7 @@ def main():
         row.update(teacher_accuracy=m["teacher"]["accuracy"], student_scratch=m["student_scratch"]["accuracy"],
                    student_kd=m["student_kd"]["accuracy"], agreement_kd=m["student_kd"].get("agreement"))
         rows.append(row)
+        done.add((args.case, seed) + config_key(row))
         with open(args.log, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(json.dumps(row), file=sys.stderr, flush=True)
