@@ -4,7 +4,9 @@
 Every configuration runs `kdistill demo --validation 10000`: the teacher and the students train on
 the first 50,000 training images and are scored on the last 10,000; the test set is never read.
 Each (teacher, teacher epochs, seed) teacher is trained once and reused (--teacher-weights, kept in
---work so that a later call goes on where an earlier one stopped).
+--work so that a later call goes on where an earlier one stopped). The demo runs with --offline:
+the teacher's logits are computed once per run instead of at every step (the same targets up to
+rounding, since the demo has no augmentation), which makes a CNN teacher affordable.
 
 A grid is given per call, e.g.
 
@@ -103,6 +105,9 @@ def main():
     ap.add_argument("--grid", default="")
     ap.add_argument("--work", default=os.path.join(tempfile.gettempdir(), "kdistill-tune"),
                     help="where trained teachers are kept between calls")
+    ap.add_argument("--live", dest="offline", action="store_false",
+                    help="run the teacher at every step instead of caching its logits once (--offline; the same "
+                         "targets, since the demo has no augmentation, so runs of either kind are comparable)")
     ap.add_argument("--log", default=os.path.join(HERE, "results", "demo_tuning_cpu.jsonl"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "demo_tuning_cpu.json"))
     args = ap.parse_args()
@@ -120,11 +125,13 @@ def main():
             continue
         weights = os.path.join(args.work, f"teacher-{teacher.replace(':', '_').replace(',', '-')}-"
                                           f"e{row['teacher_epochs']}-s{seed}.pt")
-        report = os.path.join(args.work, "report.json")
+        report = os.path.join(args.work, f"report-{os.getpid()}.json")  # calls may share --work
         cmd = [args.kdistill, "demo", "--validation", "10000", "--bench-seconds", "0.02", "--batch", "1",
                "--seed", str(seed), "--teacher", teacher, "--student", student, "--epochs-teacher", str(row["teacher_epochs"]),
                "--teacher-weights", weights, "--labels", str(CASES[args.case]), "--temperature", str(t),
                "--alpha", str(a), "--lr", str(lr), "--epochs-student", str(epochs), "--report", report]
+        if args.offline:
+            cmd.append("--offline")
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(report) as f:
             m = json.load(f)["models"]

@@ -35,7 +35,7 @@ void bind_teachers(py::module_& m) {
         return d;
       },
       py::arg("teacher"), py::arg("data"), py::arg("out"), py::kw_only(), py::arg("split") = "train",
-      py::arg("batch_size") = 1000, py::arg("device") = "cpu",
+      py::arg("batch_size") = 256, py::arg("device") = "cpu",
       R"doc(Runs a teacher once over a data set and writes its logits to an HDF5 file (dataset `logits`,
 float32 [N, C], with attributes teacher_sha256, data_sha256, kdistill_version), for runs with
 `teacher: {cache: FILE}`. The file appears atomically.

@@ -37,7 +37,7 @@ Run add_train(CLI::App& app) {
 Run add_cache_teacher(CLI::App& app) {
   struct Args {
     std::string teacher, data, out, split = "train", device = "cpu";
-    int64_t batch_size = 1000;
+    int64_t batch_size = 256;
   };
   auto a = std::make_shared<Args>();
   app.add_option("--teacher", a->teacher, "TorchScript teacher")->required();

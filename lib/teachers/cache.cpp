@@ -10,21 +10,27 @@
 
 namespace kdistill {
 
-CacheInfo cache_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, const std::string& path,
-                               const std::string& teacher_sha256, int64_t batch_size) {
-  check(dataset.size() > 0, "cache_teacher_logits: the data set '", dataset.name(), "' is empty");
-  check(batch_size >= 1, "cache_teacher_logits: batch_size must be >= 1, got ", batch_size);
+torch::Tensor compute_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, int64_t batch_size) {
+  check(dataset.size() > 0, "compute_teacher_logits: the data set '", dataset.name(), "' is empty");
+  check(batch_size >= 1, "compute_teacher_logits: batch_size must be >= 1, got ", batch_size);
   std::vector<torch::Tensor> parts;
   for (int64_t i = 0; i < dataset.size(); i += batch_size) {
     const int64_t len = std::min(batch_size, dataset.size() - i);
     auto l = teacher.logits(dataset.features().narrow(0, i, len), torch::arange(i, i + len, torch::kLong));
-    check(l.dim() == 2 && l.size(0) == len, "cache_teacher_logits: the teacher returned shape ", l.sizes(),
+    check(l.dim() == 2 && l.size(0) == len, "compute_teacher_logits: the teacher returned shape ", l.sizes(),
           " for a batch of ", len);
-    check(parts.empty() || l.size(1) == parts.front().size(1), "cache_teacher_logits: the teacher's class count changed");
+    check(parts.empty() || l.size(1) == parts.front().size(1),
+          "compute_teacher_logits: the teacher's class count changed");
     parts.push_back(l.detach().to(torch::kCPU, torch::kFloat));
   }
   auto logits = torch::cat(parts);
-  check(torch::isfinite(logits).all().item<bool>(), "cache_teacher_logits: the teacher produced NaN or Inf logits");
+  check(torch::isfinite(logits).all().item<bool>(), "compute_teacher_logits: the teacher produced NaN or Inf logits");
+  return logits;
+}
+
+CacheInfo cache_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, const std::string& path,
+                               const std::string& teacher_sha256, int64_t batch_size) {
+  auto logits = compute_teacher_logits(teacher, dataset, batch_size);
   CacheInfo info;
   info.samples = logits.size(0);
   info.classes = logits.size(1);
@@ -66,6 +72,24 @@ CachedTeacher::CachedTeacher(const std::string& path) : path_(path) {
                              {"kdistill_version", &info_.kdistill_version}}) {
     *field = detail::read_string_attr(std::string(fn) + ": " + path, file, name);
   }
+}
+
+std::shared_ptr<CachedTeacher> CachedTeacher::from_logits(torch::Tensor logits, std::string name) {
+  check(logits.defined() && logits.dim() == 2 && logits.size(0) > 0 && logits.size(1) > 0,
+        "CachedTeacher::from_logits: logits must be [N, C] with N, C > 0, got ",
+        logits.defined() ? logits.sizes() : torch::IntArrayRef{});
+  auto values = logits.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  if (!torch::isfinite(values).all().item<bool>()) {
+    auto row = (~torch::isfinite(values)).any(1).nonzero()[0][0].item<int64_t>();
+    fail("CachedTeacher::from_logits: '", name, "' has a NaN or infinite value in row ", row);
+  }
+  std::shared_ptr<CachedTeacher> t(new CachedTeacher());
+  t->path_ = "memory:" + name;
+  t->logits_ = std::move(values);
+  t->info_.samples = t->logits_.size(0);
+  t->info_.classes = t->logits_.size(1);
+  t->info_.kdistill_version = kVersion;
+  return t;
 }
 
 torch::Tensor CachedTeacher::logits(const torch::Tensor& inputs, const torch::Tensor& indices) {

@@ -125,6 +125,33 @@ TEST(Cli, DemoRunsEndToEndAndWritesTheReport) {
   EXPECT_EQ(io::read_file(report), before);
 }
 
+// `--offline` distils from the teacher's logits computed once: with the same saved teacher it
+// trains the same students as a live teacher (up to rounding: the logits come from other batch
+// sizes), and reports the distilled student's agreement, which the trainer cannot measure from a
+// cache.
+TEST(Cli, DemoOfflineDistilsWhatTheLiveTeacherDoes) {
+  TempDir dir;
+  make_tiny_mnist(dir.path(), 300, 100);
+  const std::string base = "demo --data " + dir.path() +
+                           " --teacher mlp:32 --student mlp:8 --epochs-teacher 2 --epochs-student 3 --labels 30"
+                           " --batch-size 32 --temperature 2 --alpha 0.9 --bench-seconds 0.01 --batch 1"
+                           " --teacher-weights " + (dir / "teacher.pt");
+  auto live = cli(base + " --report " + (dir / "live.json"));
+  ASSERT_EQ(live.status, 0) << live.err;
+  auto offline = cli(base + " --offline --report " + (dir / "offline.json"));
+  ASSERT_EQ(offline.status, 0) << offline.err;
+  EXPECT_NE(offline.err.find("--offline: the teacher's logits for 300 images computed once"), std::string::npos)
+      << offline.err;
+  auto l = nlohmann::json::parse(io::read_file(dir / "live.json"))["models"];
+  auto f = nlohmann::json::parse(io::read_file(dir / "offline.json"))["models"];
+  EXPECT_EQ(f["teacher"]["accuracy"], l["teacher"]["accuracy"]);
+  EXPECT_EQ(f["student_scratch"]["accuracy"], l["student_scratch"]["accuracy"]);
+  // 270 of the 300 images carry only the teacher's targets: wrong rows would not land within 2
+  // test images of the live run.
+  EXPECT_NEAR(f["student_kd"]["accuracy"].get<double>(), l["student_kd"]["accuracy"].get<double>(), 0.021);
+  EXPECT_NEAR(f["student_kd"]["agreement"].get<double>(), l["student_kd"]["agreement"].get<double>(), 0.021);
+}
+
 }  // namespace kdistill::test
 
 namespace kdistill::test {

@@ -4,6 +4,7 @@
 
 #include <csignal>
 #include <filesystem>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -163,6 +164,40 @@ TEST(TeacherCache, DistillingFromTheCacheEqualsDistillingFromTheLiveTeacher) {
   auto a = train_with(live), b = train_with(cached);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5)) << i;
+}
+
+// compute_teacher_logits is the live teacher's forward, row for row; an in-memory cache built
+// from it answers each sample index with that row and distils what the HDF5 cache does.
+TEST(TeacherCache, InMemoryLogitsServeRowsByIndex) {
+  auto ds = toy(70);
+  torch::manual_seed(7);
+  Model teacher_model(mlp(8, {16}, 3));
+  ModelTeacher live(teacher_model);
+  auto all = compute_teacher_logits(live, ds, 16);  // 70 is not a multiple of 16: a short last batch
+  ASSERT_EQ(all.sizes(), (std::vector<int64_t>{70, 3}));
+  torch::Tensor expected;
+  {
+    torch::NoGradGuard g;
+    expected = teacher_model.forward(ds.features());
+  }
+  EXPECT_TRUE(torch::allclose(all, expected, 1e-5, 1e-6));
+
+  auto cached = CachedTeacher::from_logits(all, "toy");
+  EXPECT_FALSE(cached->runs_on_inputs());
+  EXPECT_EQ(cached->describe(), "cache:memory:toy");
+  EXPECT_EQ(cached->info().samples, 70);
+  EXPECT_EQ(cached->info().classes, 3);
+  auto idx = torch::tensor({69, 0, 33}, torch::kLong);
+  EXPECT_TRUE(torch::equal(cached->logits(torch::Tensor(), idx), all.index_select(0, idx)));
+  EXPECT_NO_THROW(cached->check_matches(ds, 3));
+  EXPECT_NE(error_of([&] { cached->check_matches(ds.slice(0, 69)); }).find("70 samples but the training set has 69"),
+            std::string::npos);
+
+  auto bad = all.clone();
+  bad[5][1] = std::numeric_limits<float>::infinity();
+  EXPECT_NE(error_of([&] { CachedTeacher::from_logits(bad, "toy"); }).find("row 5"), std::string::npos);
+  EXPECT_NE(error_of([&] { CachedTeacher::from_logits(all[0], "toy"); }).find("must be [N, C]"), std::string::npos);
+  EXPECT_NE(error_of([&] { compute_teacher_logits(live, ds.slice(0, 0)); }).find("is empty"), std::string::npos);
 }
 
 }  // namespace kdistill::test

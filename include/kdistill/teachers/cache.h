@@ -1,5 +1,6 @@
 #pragma once
 
+#include <memory>
 #include <string>
 
 #include <torch/types.h>
@@ -19,7 +20,12 @@ struct CacheInfo {
   bool from_probs = false;     ///< the file held probabilities (`probs`), turned into logits
 };
 
-/// Runs `teacher` once over every sample of `dataset` (in order, batches of `batch_size`) and
+/// Runs `teacher` once over every sample of `dataset`, in order and in batches of `batch_size`,
+/// and returns its logits (float32 `[N, C]`, CPU). Throws `kdistill::Error` when the data set is
+/// empty, the teacher returns a wrong shape or class count, or any logit is NaN or infinite.
+torch::Tensor compute_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, int64_t batch_size = 256);
+
+/// Runs `teacher` once over every sample of `dataset` (`compute_teacher_logits`) and
 /// writes its logits to an HDF5 file: dataset `logits` (float32 `[N, C]`, chunked, gzip) with
 /// attributes `teacher_sha256`, `data_sha256`, `kdistill_version`. The file appears atomically:
 /// an interrupted run leaves no file (or the previous one), never a partial cache.
@@ -30,7 +36,7 @@ struct CacheInfo {
 /// kdistill::cache_teacher_logits(teacher, train, "logits.h5", kdistill::io::sha256_file("teacher.pt"));
 /// ```
 CacheInfo cache_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, const std::string& path,
-                               const std::string& teacher_sha256 = "", int64_t batch_size = 1000);
+                               const std::string& teacher_sha256 = "", int64_t batch_size = 256);
 
 /// A teacher read from a logit cache (offline distillation): logits by sample index, no model in
 /// memory. Files holding `probs` instead (e.g. a gradient-boosted ensemble's predict_proba saved
@@ -47,6 +53,15 @@ class CachedTeacher : public Teacher {
   /// Loads the whole cache into memory; throws `kdistill::Error` naming the file when it is
   /// missing, not HDF5, holds neither `logits` nor `probs`, or holds non-finite values.
   explicit CachedTeacher(const std::string& path);
+  /// An in-memory cache: row i of `logits` (`[N, C]`, finite) is the teacher's output for sample i
+  /// of the training set. Without data augmentation this distils exactly what a live teacher
+  /// would, at the cost of one forward pass over the data instead of one per step.
+  ///
+  /// Example:
+  /// ```
+  /// auto cached = kdistill::CachedTeacher::from_logits(kdistill::compute_teacher_logits(live, train));
+  /// ```
+  static std::shared_ptr<CachedTeacher> from_logits(torch::Tensor logits, std::string name = "memory");
   /// Rows `indices` of the cache (the inputs are not used).
   torch::Tensor logits(const torch::Tensor& inputs, const torch::Tensor& indices) override;
   std::string describe() const override;
@@ -60,7 +75,8 @@ class CachedTeacher : public Teacher {
   const torch::Tensor& all() const { return logits_; }
 
  private:
-  std::string path_;
+  CachedTeacher() = default;
+  std::string path_;  ///< the file, or `memory:NAME`
   torch::Tensor logits_;
   CacheInfo info_;
 };
