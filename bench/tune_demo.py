@@ -32,19 +32,20 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CASES = {"labels_3000": 3000, "labels_all": 0}
-TEACHER_EPOCHS = {"cnn": 8}  # the reference CNN teacher; MLP teachers use the demo's 10
+TEACHER_EPOCHS = {"cnn": 8}  # unless the grid sets teacher_epochs: the reference CNN teacher; MLPs the demo's 10
 KEYS = ("teacher", "teacher_epochs", "student", "temperature", "alpha", "lr", "epochs")
 
 
 def parse_grid(text):
-    grid = {"teacher": ["mlp:1200,1200"], "student": ["mlp:64"], "temperature": [2.0], "alpha": [0.9], "lr": [0.05], "epochs": [10]}
+    grid = {"teacher": ["mlp:1200,1200"], "teacher_epochs": [None], "student": ["mlp:64"], "temperature": [2.0],
+            "alpha": [0.9], "lr": [0.05], "epochs": [10]}
     for part in filter(None, text.split(";")):
         key, _, values = part.partition("=")
         if key not in grid:
             sys.exit(f"tune_demo.py: unknown grid key {key!r} (expected one of {', '.join(grid)})")
         if key in ("teacher", "student"):
             grid[key] = values.split("|")
-        elif key == "epochs":
+        elif key in ("epochs", "teacher_epochs"):
             grid[key] = [int(v) for v in values.split(",")]
         else:
             grid[key] = [float(v) for v in values.split(",")]
@@ -116,10 +117,12 @@ def main():
     os.makedirs(args.work, exist_ok=True)
     rows = load_log(args.log)
     done = {(r["case"], r["seed"]) + config_key(r) for r in rows}
-    for seed, teacher, student, t, a, lr, epochs in itertools.product(
-            seeds, grid["teacher"], grid["student"], grid["temperature"], grid["alpha"], grid["lr"], grid["epochs"]):
-        kind = teacher.split(":")[0]
-        row = {"case": args.case, "seed": seed, "teacher": teacher, "teacher_epochs": TEACHER_EPOCHS.get(kind, 10),
+    for seed, teacher, teacher_epochs, student, t, a, lr, epochs in itertools.product(
+            seeds, grid["teacher"], grid["teacher_epochs"], grid["student"], grid["temperature"], grid["alpha"],
+            grid["lr"], grid["epochs"]):
+        if teacher_epochs is None:
+            teacher_epochs = TEACHER_EPOCHS.get(teacher.split(":")[0], 10)
+        row = {"case": args.case, "seed": seed, "teacher": teacher, "teacher_epochs": teacher_epochs,
                "student": student, "temperature": t, "alpha": a, "lr": lr, "epochs": epochs}
         if (args.case, seed) + config_key(row) in done:
             continue

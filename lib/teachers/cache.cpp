@@ -9,6 +9,16 @@
 #include "kdistill/version.h"
 
 namespace kdistill {
+namespace {
+
+// Names the first row of `values` ([N, C]) holding a NaN or an infinity.
+void check_finite_rows(const torch::Tensor& values, const std::string& what) {
+  if (torch::isfinite(values).all().item<bool>()) return;
+  auto row = (~torch::isfinite(values)).any(1).nonzero()[0][0].item<int64_t>();
+  fail(what, " has a NaN or infinite value in row ", row);
+}
+
+}  // namespace
 
 torch::Tensor compute_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, int64_t batch_size) {
   check(dataset.size() > 0, "compute_teacher_logits: the data set '", dataset.name(), "' is empty");
@@ -55,10 +65,7 @@ CachedTeacher::CachedTeacher(const std::string& path) : path_(path) {
   auto values = detail::read_dataset(fn, file, path, has_logits ? "logits" : "probs").to(torch::kFloat);
   check(values.dim() == 2 && values.size(0) > 0 && values.size(1) > 0, fn, ": ", path, ":",
         has_logits ? "logits" : "probs", " must be [N, C], got shape ", values.sizes());
-  if (!torch::isfinite(values).all().item<bool>()) {
-    auto row = (~torch::isfinite(values)).any(1).nonzero()[0][0].item<int64_t>();
-    fail(fn, ": ", path, " has a NaN or infinite value in row ", row);
-  }
+  check_finite_rows(values, std::string(fn) + ": " + path);
   if (!has_logits) {
     check((values >= 0).all().item<bool>() && (values <= 1 + 1e-4).all().item<bool>(), fn, ": ", path,
           ":probs holds values outside [0, 1]");
@@ -79,10 +86,7 @@ std::shared_ptr<CachedTeacher> CachedTeacher::from_logits(torch::Tensor logits, 
         "CachedTeacher::from_logits: logits must be [N, C] with N, C > 0, got ",
         logits.defined() ? logits.sizes() : torch::IntArrayRef{});
   auto values = logits.detach().to(torch::kCPU, torch::kFloat).contiguous();
-  if (!torch::isfinite(values).all().item<bool>()) {
-    auto row = (~torch::isfinite(values)).any(1).nonzero()[0][0].item<int64_t>();
-    fail("CachedTeacher::from_logits: '", name, "' has a NaN or infinite value in row ", row);
-  }
+  check_finite_rows(values, "CachedTeacher::from_logits: '" + name + "'");
   std::shared_ptr<CachedTeacher> t(new CachedTeacher());
   t->path_ = "memory:" + name;
   t->logits_ = std::move(values);
