@@ -123,7 +123,8 @@ def main():
         if teacher_epochs is None:
             teacher_epochs = TEACHER_EPOCHS.get(teacher.split(":")[0], 10)
         row = {"case": args.case, "seed": seed, "teacher": teacher, "teacher_epochs": teacher_epochs,
-               "student": student, "temperature": t, "alpha": a, "lr": lr, "epochs": epochs}
+               "student": student, "temperature": t, "alpha": a, "lr": lr, "epochs": epochs,
+               "offline": args.offline}
         if (args.case, seed) + config_key(row) in done:
             continue
         weights = os.path.join(args.work, f"teacher-{teacher.replace(':', '_').replace(',', '-')}-"
@@ -138,6 +139,7 @@ def main():
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         with open(report) as f:
             m = json.load(f)["models"]
+        os.remove(report)
         row.update(teacher_accuracy=m["teacher"]["accuracy"], student_scratch=m["student_scratch"]["accuracy"],
                    student_kd=m["student_kd"]["accuracy"], agreement_kd=m["student_kd"].get("agreement"))
         rows.append(row)

@@ -149,7 +149,8 @@ int run_demo(const DemoArgs& a) {
   DistillTrainer scratch_trainer(scratch_student, nullptr, scratch_opts);
   auto scratch_result = scratch_trainer.fit(labelled, &eval);
   // Both students' agreement is measured here, the same way (a cached teacher cannot score the
-  // evaluation images, so the trainer does not measure it then).
+  // evaluation images, so the trainer does not measure it then; with a live teacher this repeats
+  // the trainer's pass over the evaluation set, a few seconds for the CNN).
   auto teacher_eval_logits = predict(teacher, eval);
   scratch_result.final_eval.agreement = metrics::agreement(predict(scratch_student, eval), teacher_eval_logits);
   kd_result.final_eval.agreement = metrics::agreement(predict(kd_student, eval), teacher_eval_logits);

@@ -34,7 +34,7 @@ torch::Tensor compute_teacher_logits(Teacher& teacher, const data::TensorDataset
     parts.push_back(l.detach().to(torch::kCPU, torch::kFloat));
   }
   auto logits = torch::cat(parts);
-  check(torch::isfinite(logits).all().item<bool>(), "compute_teacher_logits: the teacher produced NaN or Inf logits");
+  check_finite_rows(logits, "compute_teacher_logits: the teacher's logits");
   return logits;
 }
 
@@ -85,7 +85,8 @@ std::shared_ptr<CachedTeacher> CachedTeacher::from_logits(torch::Tensor logits, 
   check(logits.defined() && logits.dim() == 2 && logits.size(0) > 0 && logits.size(1) > 0,
         "CachedTeacher::from_logits: logits must be [N, C] with N, C > 0, got ",
         logits.defined() ? logits.sizes() : torch::IntArrayRef{});
-  auto values = logits.detach().to(torch::kCPU, torch::kFloat).contiguous();
+  // A copy: the caller's tensor changing later must not change the teacher.
+  auto values = logits.detach().to(torch::kCPU, torch::kFloat, /*non_blocking=*/false, /*copy=*/true).contiguous();
   check_finite_rows(values, "CachedTeacher::from_logits: '" + name + "'");
   std::shared_ptr<CachedTeacher> t(new CachedTeacher());
   t->path_ = "memory:" + name;

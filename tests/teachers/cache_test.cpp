@@ -30,6 +30,15 @@ data::TensorDataset toy(int64_t n) {
   return data::TensorDataset(x, x.matmul(w).argmax(1), 3, "toy");
 }
 
+// A small student distilled for 2 epochs from `teacher` on `ds`, from fixed initial weights.
+std::vector<torch::Tensor> distil_toy_student(std::shared_ptr<Teacher> teacher, const data::TensorDataset& ds,
+                                              int64_t batch_size) {
+  torch::manual_seed(3);
+  Model s(mlp(8, {8}, 3));
+  DistillTrainer(s, std::move(teacher), TrainerOptions().epochs(2).batch_size(batch_size).progress(false)).fit(ds);
+  return s.parameters();
+}
+
 void kill_inside_write(const std::string&, const std::string& tmp) {
   std::filesystem::resize_file(tmp, std::filesystem::file_size(tmp) / 2);
   std::raise(SIGKILL);
@@ -153,21 +162,16 @@ TEST(TeacherCache, DistillingFromTheCacheEqualsDistillingFromTheLiveTeacher) {
   auto live = std::make_shared<ModelTeacher>(teacher_model);
   cache_teacher_logits(*live, ds, dir / "c.h5");
   auto cached = std::make_shared<CachedTeacher>(dir / "c.h5");
-  auto train_with = [&](std::shared_ptr<Teacher> t) {
-    torch::manual_seed(3);
-    Model s(mlp(8, {8}, 3));
-    DistillTrainer(s, t, TrainerOptions().epochs(2).batch_size(32).progress(false)).fit(ds);
-    return s.parameters();
-  };
-  // The live teacher sees shuffled batches of 32, the cache was written in batches of 1000: their
+  // The live teacher sees shuffled batches of 32, the cache was written in one batch of 256: their
   // logits differ in the last bits, so the students agree to rounding, not bitwise.
-  auto a = train_with(live), b = train_with(cached);
+  auto a = distil_toy_student(live, ds, 32), b = distil_toy_student(cached, ds, 32);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5)) << i;
 }
 
 // compute_teacher_logits is the live teacher's forward, row for row; an in-memory cache built
-// from it answers each sample index with that row and distils what the HDF5 cache does.
+// from it answers each sample index with the teacher's output for that sample, keeps its own copy,
+// and distils what the live teacher does; fit() refuses one whose row count is not the data's.
 TEST(TeacherCache, InMemoryLogitsServeRowsByIndex) {
   auto ds = toy(70);
   torch::manual_seed(7);
@@ -188,15 +192,33 @@ TEST(TeacherCache, InMemoryLogitsServeRowsByIndex) {
   EXPECT_EQ(cached->info().samples, 70);
   EXPECT_EQ(cached->info().classes, 3);
   auto idx = torch::tensor({69, 0, 33}, torch::kLong);
-  EXPECT_TRUE(torch::equal(cached->logits(torch::Tensor(), idx), all.index_select(0, idx)));
+  torch::Tensor expected_rows;
+  {
+    torch::NoGradGuard g;
+    expected_rows = teacher_model.forward(ds.features().index_select(0, idx));
+  }
+  EXPECT_TRUE(torch::allclose(cached->logits(torch::Tensor(), idx), expected_rows, 1e-5, 1e-6));
+  all.zero_();  // the caller's tensor changing later does not reach the teacher
+  EXPECT_TRUE(torch::allclose(cached->logits(torch::Tensor(), idx), expected_rows, 1e-5, 1e-6));
   EXPECT_NO_THROW(cached->check_matches(ds, 3));
   EXPECT_NE(error_of([&] { cached->check_matches(ds.slice(0, 69)); }).find("70 samples but the training set has 69"),
             std::string::npos);
 
-  auto bad = all.clone();
+  auto a = distil_toy_student(std::make_shared<ModelTeacher>(teacher_model), ds, 16),
+       b = distil_toy_student(cached, ds, 16);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5)) << i;
+  torch::manual_seed(3);
+  Model s(mlp(8, {8}, 3));
+  EXPECT_NE(error_of([&] {
+              DistillTrainer(s, cached, TrainerOptions().epochs(1).batch_size(16).progress(false)).fit(ds.slice(0, 60));
+            }).find("holds logits for 70 samples but the training set 'toy' has 60"),
+            std::string::npos);
+
+  auto bad = expected.clone();
   bad[5][1] = std::numeric_limits<float>::infinity();
   EXPECT_NE(error_of([&] { CachedTeacher::from_logits(bad, "toy"); }).find("row 5"), std::string::npos);
-  EXPECT_NE(error_of([&] { CachedTeacher::from_logits(all[0], "toy"); }).find("must be [N, C]"), std::string::npos);
+  EXPECT_NE(error_of([&] { CachedTeacher::from_logits(expected[0], "toy"); }).find("must be [N, C]"), std::string::npos);
   EXPECT_NE(error_of([&] { compute_teacher_logits(live, ds.slice(0, 0)); }).find("is empty"), std::string::npos);
 }
 

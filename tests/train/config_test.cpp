@@ -26,7 +26,7 @@ student: {torchscript: student.pt}
 loss: {kind: kd, temperature: 2.5, alpha: 0.7}
 train: {epochs: 3, batch_size: 64, optimizer: adamw, lr: 0.001, momentum: 0.5, nesterov: false,
         weight_decay: 1.0e-4, schedule: step, warmup_steps: 5, step_size: 10, gamma: 0.5, grad_clip_norm: 1.0,
-        checkpoint_every: 50, log_every: 10, max_steps: 0, eval_batch_size: 256, on_nonfinite: skip}
+        checkpoint_every: 50, log_every: 10, max_steps: 0, eval_batch_size: 500, on_nonfinite: skip}
 output: runs/x
 )";
 
@@ -51,6 +51,7 @@ TEST(Config, ParsesEveryKeyAndResolvesRelativePaths) {
   EXPECT_EQ(c.train.schedule(), "step");
   EXPECT_EQ(c.train.step_size(), 10);
   EXPECT_EQ(c.train.on_nonfinite(), "skip");
+  EXPECT_EQ(c.train.eval_batch_size(), 500);
   EXPECT_EQ(c.train.seed(), 7u);  // the top-level seed reaches the trainer
   EXPECT_EQ(c.output, "/base/runs/x");
 }

@@ -53,9 +53,11 @@ class CachedTeacher : public Teacher {
   /// Loads the whole cache into memory; throws `kdistill::Error` naming the file when it is
   /// missing, not HDF5, holds neither `logits` nor `probs`, or holds non-finite values.
   explicit CachedTeacher(const std::string& path);
-  /// An in-memory cache: row i of `logits` (`[N, C]`, finite) is the teacher's output for sample i
-  /// of the training set. Without data augmentation this distils exactly what a live teacher
-  /// would, at the cost of one forward pass over the data instead of one per step.
+  /// An in-memory cache over a copy of `logits` (`[N, C]`, finite): row i is the teacher's output
+  /// for sample i of the training set. Without data augmentation it gives the student the same
+  /// targets as the live teacher (up to rounding, from other batch sizes) for one forward pass
+  /// over the data instead of one per step. No data hash is recorded, so `check_matches` checks
+  /// only the sample and class counts.
   ///
   /// Example:
   /// ```
