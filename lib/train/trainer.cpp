@@ -18,7 +18,6 @@
 #include "kdistill/core/system.h"
 #include "kdistill/data/batch_iterator.h"
 #include "kdistill/io/atomic_file.h"
-#include "kdistill/teachers/cache.h"
 #include "losses/kd_loss_impl.h"
 #include "train/checked_file.h"
 #include "train/progress.h"
@@ -298,10 +297,10 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
         n, " samples)");
   check(teacher_ || train.num_labelled() > 0, fn, ": no teacher and no labelled sample in '", train.name(),
         "': nothing to learn from");
-  if (auto* cached = dynamic_cast<const CachedTeacher*>(teacher_.get())) {
+  if (teacher_ && teacher_->samples() >= 0) {
     // Rows are looked up by sample index: any other count would misalign or fail mid-epoch.
-    check(cached->info().samples == n, fn, ": the teacher ", cached->describe(), " holds logits for ",
-          cached->info().samples, " samples but the training set '", train.name(), "' has ", n);
+    check(teacher_->samples() == n, fn, ": the teacher ", teacher_->describe(), " holds logits for ",
+          teacher_->samples(), " samples but the training set '", train.name(), "' has ", n);
   }
   if (auto row = first_nonfinite_row(train.features()); row >= 0) {
     fail(fn, ": training set '", train.name(), "' has a NaN or infinite feature in sample ", row);

@@ -188,6 +188,7 @@ TEST(TeacherCache, InMemoryLogitsServeRowsByIndex) {
 
   auto cached = CachedTeacher::from_logits(all, "toy");
   EXPECT_FALSE(cached->runs_on_inputs());
+  EXPECT_EQ(cached->samples(), 70);
   EXPECT_EQ(cached->describe(), "cache:memory:toy");
   EXPECT_EQ(cached->info().samples, 70);
   EXPECT_EQ(cached->info().classes, 3);

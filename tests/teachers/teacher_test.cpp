@@ -35,6 +35,7 @@ TEST(ModelTeacher, FreezesTheModel) {
   for (const auto& [name, p] : model.named_parameters()) EXPECT_FALSE(p.requires_grad()) << name;
   EXPECT_EQ(teacher.describe(), "mlp:16");
   EXPECT_TRUE(teacher.runs_on_inputs());
+  EXPECT_EQ(teacher.samples(), -1);
   EXPECT_THROW((void)ModelTeacher(Model()), kdistill::Error);
   EXPECT_EQ(ModelTeacher(Model(kdistill::mlp(2, {}, 2))).describe(), "model");  // no arch given
 }

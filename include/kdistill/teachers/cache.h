@@ -68,6 +68,7 @@ class CachedTeacher : public Teacher {
   torch::Tensor logits(const torch::Tensor& inputs, const torch::Tensor& indices) override;
   std::string describe() const override;
   bool runs_on_inputs() const override { return false; }
+  int64_t samples() const override { return info_.samples; }
 
   /// Throws `kdistill::Error` saying which of sample count, class count (`classes` > 0) or data
   /// hash (when the file records one) differs from `dataset`.

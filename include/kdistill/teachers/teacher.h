@@ -26,6 +26,9 @@ class Teacher {
   /// Whether the teacher can score inputs outside its training set (a live model can; a logit
   /// cache cannot). Evaluation-set agreement is measured only for teachers that can.
   virtual bool runs_on_inputs() const { return true; }
+  /// For a teacher that looks its logits up by sample index (a cache), how many samples it holds;
+  /// -1 for one that runs on its inputs. The trainer refuses a training set of another size.
+  virtual int64_t samples() const { return -1; }
 };
 
 /// A frozen teacher over a trained `Model`: eval mode, `requires_grad` off on every parameter,
