@@ -51,7 +51,9 @@ dict with the same keys (relative paths resolved against the current directory):
      "data": {"format": "hdf5", "train": "train.h5", "test": "test.h5"},   # or {"format": "idx", "path": DIR}
      "teacher": {"torchscript": "teacher.pt"},    # or {"cache": "logits.h5"}; none: from labels
      "student": {"torchscript": "student.pt"},    # untrained, from torch.jit.save(torch.jit.script(m))
-     "loss": {"kind": "kd", "temperature": 4.0, "alpha": 0.9},
+     "loss": {"kind": "kd", "temperature": 4.0, "alpha": 0.9},   # or a list of weighted objectives:
+     # "loss": [{"kind": "kd", "weight": 0.9, "temperature": 4}, {"kind": "ce", "weight": 0.1},
+     #          {"kind": "hint", "weight": 1, "student": "layer2", "teacher": "layer3"}],
      "train": {"epochs": 10, "batch_size": 128, "lr": 0.05, "schedule": "cosine"},
      "output": "runs/exp1"}
 The output directory receives student.pt (load it with torch.jit.load), metrics.jsonl,

@@ -24,6 +24,8 @@
 #include "kdistill/io/atomic_file.h"
 #include "kdistill/io/sha256.h"
 #include "kdistill/losses/kd_loss.h"
+#include "kdistill/losses/objective.h"
+#include "kdistill/metrics/evaluate.h"
 #include "kdistill/metrics/metrics.h"
 #include "kdistill/models/builders.h"
 #include "kdistill/models/model.h"

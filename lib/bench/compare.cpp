@@ -13,7 +13,7 @@
 #include "kdistill/metrics/metrics.h"
 #include "kdistill/runtime/export.h"
 #include "kdistill/runtime/runtime.h"
-#include "kdistill/train/trainer.h"
+#include "kdistill/metrics/evaluate.h"
 
 namespace kdistill::bench {
 namespace {

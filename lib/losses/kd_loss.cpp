@@ -12,12 +12,7 @@
 namespace kdistill {
 namespace {
 
-// Reduced-precision logits are promoted for the softmaxes, so that log-probabilities of unlikely
-// classes keep their digits; the result stays differentiable back to the original dtype.
-torch::Tensor promote(const torch::Tensor& x) {
-  auto dt = x.scalar_type();
-  return (dt == torch::kBFloat16 || dt == torch::kHalf) ? x.to(torch::kFloat) : x;
-}
+using detail::promote;
 
 void check_logits(const char* fn, const char* name, const torch::Tensor& x) {
   check(x.defined(), fn, ": ", name, " is undefined");
@@ -61,6 +56,13 @@ void check_targets(const char* fn, const torch::Tensor& y, int64_t batch, int64_
 }  // namespace
 
 namespace detail {
+
+// Reduced-precision logits are promoted for the softmaxes, so that log-probabilities of unlikely
+// classes keep their digits; the result stays differentiable back to the original dtype.
+torch::Tensor promote(const torch::Tensor& x) {
+  auto dt = x.scalar_type();
+  return (dt == torch::kBFloat16 || dt == torch::kHalf) ? x.to(torch::kFloat) : x;
+}
 
 torch::Tensor soft_kl(const torch::Tensor& s, const torch::Tensor& t, double temperature) {
   auto log_ps = torch::log_softmax(promote(s) / temperature, 1);

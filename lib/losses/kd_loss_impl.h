@@ -9,6 +9,10 @@
 
 namespace kdistill::detail {
 
+/// bfloat16 and float16 logits promoted to float32 (softmaxes of reduced-precision logits lose
+/// the tail); other dtypes as they are. Differentiable.
+torch::Tensor promote(const torch::Tensor& x);
+
 torch::Tensor soft_kl(const torch::Tensor& s, const torch::Tensor& t, double temperature);
 torch::Tensor hard_ce(const torch::Tensor& s, const torch::Tensor& y, int64_t ignore_index);
 /// Mean cross-entropy over a batch in which every target is a label (no ignore_index): the

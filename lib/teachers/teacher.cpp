@@ -8,6 +8,18 @@
 
 namespace kdistill {
 
+TeacherOutput Teacher::outputs(const torch::Tensor& inputs, const torch::Tensor& indices,
+                               const std::vector<std::string>& features) {
+  if (!features.empty()) {
+    fail("teacher ", describe(), " has no features to tap (asked for '", features.front(), "'): ",
+         samples() >= 0 ? "a logit cache stores only logits; use a live teacher model for feature objectives"
+                        : "only a teacher over a Model can give intermediate outputs");
+  }
+  TeacherOutput out;
+  out.logits = logits(inputs, indices);
+  return out;
+}
+
 ModelTeacher::ModelTeacher(Model model) : model_(std::move(model)) {
   check(model_.defined(), "ModelTeacher: the model is empty");
   model_.eval();
@@ -19,6 +31,17 @@ torch::Tensor ModelTeacher::logits(const torch::Tensor& inputs, const torch::Ten
   const auto device = model_.device();
   auto out = model_.forward(inputs.device() == device ? inputs : inputs.to(device));
   return out.device() == inputs.device() ? out : out.to(inputs.device());
+}
+
+TeacherOutput ModelTeacher::outputs(const torch::Tensor& inputs, const torch::Tensor&,
+                                    const std::vector<std::string>& features) {
+  torch::NoGradGuard no_grad;
+  const auto device = model_.device();
+  auto r = model_.forward_with_features(inputs.device() == device ? inputs : inputs.to(device), features);
+  TeacherOutput out;
+  out.logits = r.logits.device() == inputs.device() ? r.logits : r.logits.to(inputs.device());
+  for (auto& [name, f] : r.features) out.features[name] = f.device() == inputs.device() ? f : f.to(inputs.device());
+  return out;
 }
 
 std::string ModelTeacher::describe() const { return model_.arch().empty() ? "model" : model_.arch(); }
@@ -33,13 +56,36 @@ torch::Tensor CallableTeacher::logits(const torch::Tensor& inputs, const torch::
   return fn_(inputs);
 }
 
-EnsembleTeacher::EnsembleTeacher(std::vector<std::shared_ptr<Teacher>> members) : members_(std::move(members)) {
+EnsembleTeacher::EnsembleTeacher(std::vector<std::shared_ptr<Teacher>> members, std::vector<double> weights)
+    : members_(std::move(members)), weights_(std::move(weights)) {
   check(!members_.empty(), "EnsembleTeacher: no members");
   for (size_t i = 0; i < members_.size(); ++i) check(members_[i] != nullptr, "EnsembleTeacher: member ", i, " is null");
+  if (weights_.empty()) weights_.assign(members_.size(), 1.0);
+  check(weights_.size() == members_.size(), "EnsembleTeacher: ", members_.size(), " members but ", weights_.size(),
+        " weights");
+  double sum = 0;
+  for (size_t i = 0; i < weights_.size(); ++i) {
+    check(weights_[i] > 0 && std::isfinite(weights_[i]), "EnsembleTeacher: weight of member ", i,
+          " must be > 0, got ", weights_[i]);
+    sum += weights_[i];
+  }
+  for (auto& w : weights_) w /= sum;
+  // Rows looked up by index: every member that does so must hold the same rows.
+  for (size_t i = 0; i < members_.size(); ++i) {
+    const int64_t n = members_[i]->samples();
+    if (n < 0) continue;
+    check(samples_ < 0 || samples_ == n, "EnsembleTeacher: member ", i, " (", members_[i]->describe(), ") holds ", n,
+          " samples, an earlier cached member ", samples_);
+    samples_ = n;
+  }
 }
 
-torch::Tensor EnsembleTeacher::logits(const torch::Tensor& inputs, const torch::Tensor& indices) {
+TeacherOutput EnsembleTeacher::outputs(const torch::Tensor& inputs, const torch::Tensor& indices,
+                                       const std::vector<std::string>& features) {
+  check(features.empty(), "EnsembleTeacher: features are not available from an ensemble (asked for '",
+        features.empty() ? "" : features.front(), "'); tap a single teacher");
   torch::NoGradGuard no_grad;
+  TeacherOutput out;
   std::vector<torch::Tensor> logp;
   for (size_t i = 0; i < members_.size(); ++i) {
     auto l = members_[i]->logits(inputs, indices);
@@ -47,9 +93,25 @@ torch::Tensor EnsembleTeacher::logits(const torch::Tensor& inputs, const torch::
     if (!logp.empty() && l.sizes() != logp.front().sizes()) {
       fail("EnsembleTeacher: member ", i, " gave logits ", l.sizes(), ", member 0 gave ", logp.front().sizes());
     }
-    logp.push_back(torch::log_softmax(l.to(torch::kFloat), 1));
+    logp.push_back(torch::log_softmax(l.to(torch::kFloat), 1) + std::log(weights_[i]));
+    out.member_logits.push_back(std::move(l));
   }
-  return torch::logsumexp(torch::stack(logp), 0) - std::log(static_cast<double>(members_.size()));
+  out.member_weights = weights_;
+  out.logits = torch::logsumexp(torch::stack(logp), 0);
+  return out;
+}
+
+torch::Tensor EnsembleTeacher::logits(const torch::Tensor& inputs, const torch::Tensor& indices) {
+  return outputs(inputs, indices).logits;
+}
+
+int64_t EnsembleTeacher::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& m : members_) {
+    if (m->num_parameters() < 0) return -1;
+    n += m->num_parameters();
+  }
+  return n;
 }
 
 std::string EnsembleTeacher::describe() const {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <filesystem>
 #include <set>
 #include <sstream>
@@ -136,6 +137,78 @@ void read_train(const Reader& r, const YAML::Node& t, TrainerOptions& o) {
   }
 }
 
+const char* const kKinds = "kd, ce, soft_ce, mse or hint";
+
+// One objective of the loss list (or the mapping form's one objective, `list` false).
+ObjectiveConfig read_objective(const Reader& r, const YAML::Node& n, const std::string& path, bool list) {
+  ObjectiveConfig o;
+  if (!n.IsMap()) r.keys(n, path, {});  // names the node's kind
+  if (n["kind"]) o.kind = r.string(n["kind"], path + ".kind");
+  else check(!list, r.origin(), ": ", path, ".kind: required (one of ", kKinds, ")");
+  std::set<std::string> allowed = {"kind", "weight", "name"};
+  if (o.kind == "kd") allowed.insert({"temperature", "alpha"});
+  else if (o.kind == "soft_ce") allowed.insert("temperature");
+  else if (o.kind == "hint") allowed.insert({"student", "teacher", "adapter"});
+  else if (o.kind != "ce" && o.kind != "mse") {
+    fail(r.origin(), ": ", path, ".kind: expected ", kKinds, ", got \"", o.kind, "\"");
+  }
+  if (!list) allowed.erase("name");
+  r.keys(n, path, allowed);
+  o.name = o.kind;
+  if (n["name"]) o.name = r.string(n["name"], path + ".name");
+  check(!o.name.empty() && o.name.find('.') == std::string::npos, r.origin(), ": ", path,
+        ".name: must be non-empty and hold no '.', got \"", o.name, "\"");
+  if (n["weight"]) o.weight = r.number(n["weight"], path + ".weight");
+  check(std::isfinite(o.weight), r.origin(), ": ", path, ".weight: must be finite, got ", o.weight);
+  if (n["temperature"]) o.temperature = r.number(n["temperature"], path + ".temperature");
+  if (n["alpha"]) o.alpha = r.number(n["alpha"], path + ".alpha");
+  if (o.kind == "kd" || o.kind == "soft_ce") {
+    check(o.temperature > 0 && std::isfinite(o.temperature), r.origin(), ": ", path,
+          ".temperature must be > 0, got ", o.temperature);
+  }
+  check(o.alpha >= 0 && o.alpha <= 1, r.origin(), ": ", path, ".alpha must be in [0, 1], got ", o.alpha);
+  if (o.kind == "hint") {
+    for (const char* key : {"student", "teacher"}) {
+      check(static_cast<bool>(n[key]), r.origin(), ": ", path, ".", key, ": required for a hint (the ", key,
+            " feature's submodule path)");
+    }
+    o.student = r.string(n["student"], path + ".student");
+    o.teacher = r.string(n["teacher"], path + ".teacher");
+    if (n["adapter"]) o.adapter = r.string(n["adapter"], path + ".adapter");
+    check(o.adapter == "conv1x1" || o.adapter == "linear", r.origin(), ": ", path,
+          ".adapter: expected conv1x1 or linear, got \"", o.adapter, "\"");
+  }
+  return o;
+}
+
+void read_loss(const Reader& r, const YAML::Node& l, RunConfig& c) {
+  if (l.IsSequence()) {
+    check(l.size() > 0, r.origin(), ": loss: the list is empty");
+    std::set<std::string> names;
+    for (size_t i = 0; i < l.size(); ++i) {
+      const auto path = "loss[" + std::to_string(i) + "]";
+      auto o = read_objective(r, l[i], path, true);
+      check(names.insert(o.name).second, r.origin(), ": ", path, ".name: \"", o.name,
+            "\" is used twice (give one of them a name:)");
+      c.objectives.push_back(o);
+    }
+    return;
+  }
+  if (!l.IsMap()) r.keys(l, "loss", {});
+  auto o = read_objective(r, l, "loss", false);
+  c.loss_kind = o.kind;
+  if (o.kind == "kd" && !l["weight"]) {
+    // The mapping form of KD: Hinton's loss with its alpha (0.9 unless given), as before lists.
+    KDLossOptions lo;
+    if (l["temperature"]) lo.temperature(o.temperature);
+    if (l["alpha"]) lo.alpha(o.alpha);
+    c.train.loss(lo);
+    return;
+  }
+  c.objectives.push_back(o);
+}
+
+
 // A string value for to_yaml. yaml-cpp writes a string holding a carriage return or another
 // control character as a plain scalar, and the parser then reads a different string back (found
 // by fuzz_config: "s.pt\r" came back as "s.pt"). Such strings are written double-quoted, escaped.
@@ -150,6 +223,18 @@ YAML::Emitter& operator<<(YAML::Emitter& out, const Text& text) {
   });
   if (control) out << YAML::DoubleQuoted;
   return out << text.value;
+}
+
+void write_objective(YAML::Emitter& out, const ObjectiveConfig& o) {
+  out << YAML::Flow << YAML::BeginMap << YAML::Key << "kind" << YAML::Value << Text{o.kind} << YAML::Key << "name"
+      << YAML::Value << Text{o.name} << YAML::Key << "weight" << YAML::Value << o.weight;
+  if (o.kind == "kd" || o.kind == "soft_ce") out << YAML::Key << "temperature" << YAML::Value << o.temperature;
+  if (o.kind == "kd") out << YAML::Key << "alpha" << YAML::Value << o.alpha;
+  if (o.kind == "hint") {
+    out << YAML::Key << "student" << YAML::Value << Text{o.student} << YAML::Key << "teacher" << YAML::Value
+        << Text{o.teacher} << YAML::Key << "adapter" << YAML::Value << Text{o.adapter};
+  }
+  out << YAML::EndMap;
 }
 
 }  // namespace
@@ -192,11 +277,25 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
     check(c.data.format != "hdf5" || !c.data.train.empty(), origin, ": data.train: required when data.format is hdf5");
   }
   if (const auto t = root["teacher"]) {
-    r.keys(t, "teacher", {"torchscript", "cache"});
+    r.keys(t, "teacher", {"torchscript", "cache", "ensemble"});
     if (t["torchscript"]) c.teacher_torchscript = r.file(t["torchscript"], "teacher.torchscript");
     if (t["cache"]) c.teacher_cache = r.file(t["cache"], "teacher.cache");
-    check(c.teacher_torchscript.empty() || c.teacher_cache.empty(), origin,
-          ": teacher: give either torchscript or cache, not both");
+    check((c.teacher_torchscript.empty() ? 0 : 1) + (c.teacher_cache.empty() ? 0 : 1) + (t["ensemble"] ? 1 : 0) <= 1,
+          origin, ": teacher: give either torchscript or cache, not both (or an ensemble alone)");
+    if (const auto e = t["ensemble"]) {
+      check(e.IsSequence() && e.size() > 0, origin, ": teacher.ensemble: expected a non-empty list of members");
+      for (size_t i = 0; i < e.size(); ++i) {
+        const auto path = "teacher.ensemble[" + std::to_string(i) + "]";
+        r.keys(e[i], path, {"torchscript", "cache", "weight"});
+        EnsembleMemberConfig m;
+        if (e[i]["torchscript"]) m.torchscript = r.file(e[i]["torchscript"], path + ".torchscript");
+        if (e[i]["cache"]) m.cache = r.file(e[i]["cache"], path + ".cache");
+        check(m.torchscript.empty() != m.cache.empty(), origin, ": ", path, ": give either torchscript or cache");
+        if (e[i]["weight"]) m.weight = r.number(e[i]["weight"], path + ".weight");
+        check(m.weight > 0 && std::isfinite(m.weight), origin, ": ", path, ".weight: must be > 0, got ", m.weight);
+        c.teacher_ensemble.push_back(m);
+      }
+    }
   }
   const auto s = root["student"];
   check(static_cast<bool>(s), origin, ": student: required (student: {torchscript: student.pt})");
@@ -204,15 +303,7 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
   check(static_cast<bool>(s["torchscript"]), origin, ": student.torchscript: required");
   c.student_torchscript = r.file(s["torchscript"], "student.torchscript");
 
-  if (const auto l = root["loss"]) {
-    r.keys(l, "loss", {"kind", "temperature", "alpha"});
-    KDLossOptions lo;
-    if (l["kind"]) c.loss_kind = r.string(l["kind"], "loss.kind");
-    check(c.loss_kind == "kd", origin, ": loss.kind: expected kd, got \"", c.loss_kind, "\"");
-    if (l["temperature"]) lo.temperature(r.number(l["temperature"], "loss.temperature"));
-    if (l["alpha"]) lo.alpha(r.number(l["alpha"], "loss.alpha"));
-    c.train.loss(lo);
-  }
+  if (const auto l = root["loss"]) read_loss(r, l, c);
   if (root["train"]) read_train(r, root["train"], c.train);
   check(static_cast<bool>(root["output"]), origin, ": output: required (the run's output directory)");
   c.output = r.file(root["output"], "output");
@@ -247,12 +338,28 @@ std::string to_yaml(const RunConfig& c) {
     out << YAML::Key << "teacher" << YAML::Value << YAML::BeginMap << YAML::Key
         << (c.teacher_cache.empty() ? "torchscript" : "cache") << YAML::Value
         << Text{c.teacher_cache.empty() ? c.teacher_torchscript : c.teacher_cache} << YAML::EndMap;
+  } else if (!c.teacher_ensemble.empty()) {
+    out << YAML::Key << "teacher" << YAML::Value << YAML::BeginMap << YAML::Key << "ensemble" << YAML::Value
+        << YAML::BeginSeq;
+    for (const auto& m : c.teacher_ensemble) {
+      out << YAML::Flow << YAML::BeginMap << YAML::Key << (m.cache.empty() ? "torchscript" : "cache") << YAML::Value
+          << Text{m.cache.empty() ? m.torchscript : m.cache} << YAML::Key << "weight" << YAML::Value << m.weight
+          << YAML::EndMap;
+    }
+    out << YAML::EndSeq << YAML::EndMap;
   }
   out << YAML::Key << "student" << YAML::Value << YAML::BeginMap << YAML::Key << "torchscript" << YAML::Value
       << Text{c.student_torchscript} << YAML::EndMap;
-  out << YAML::Key << "loss" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "kind" << YAML::Value
-      << Text{c.loss_kind} << YAML::Key << "temperature" << YAML::Value << t.loss().temperature() << YAML::Key << "alpha"
-      << YAML::Value << t.loss().alpha() << YAML::EndMap;
+  out << YAML::Key << "loss" << YAML::Value;
+  if (c.objectives.empty()) {
+    out << YAML::Flow << YAML::BeginMap << YAML::Key << "kind" << YAML::Value << Text{c.loss_kind} << YAML::Key
+        << "temperature" << YAML::Value << t.loss().temperature() << YAML::Key << "alpha" << YAML::Value
+        << t.loss().alpha() << YAML::EndMap;
+  } else {
+    out << YAML::BeginSeq;
+    for (const auto& o : c.objectives) write_objective(out, o);
+    out << YAML::EndSeq;
+  }
   out << YAML::Key << "train" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "epochs" << YAML::Value << t.epochs() << YAML::Key << "max_steps" << YAML::Value << t.max_steps()
       << YAML::Key << "batch_size" << YAML::Value << t.batch_size() << YAML::Key << "optimizer" << YAML::Value

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <ctime>
 #include <filesystem>
 
@@ -90,6 +91,100 @@ ordered_json evaluation_json(const metrics::Evaluation& e) {
   return j;
 }
 
+std::string names(const std::vector<std::string>& all) {
+  std::string s;
+  for (const auto& n : all) s += (s.empty() ? "" : ", ") + n;
+  return s.empty() ? "(none)" : s;
+}
+
+// Channels (dim 1 of a [B, C, H, W] feature) or width (a flattened feature) of one tap, measured
+// on the first training sample.
+int64_t feature_width(const torch::Tensor& f, const std::string& adapter) {
+  return adapter == "conv1x1" && f.dim() == 4 ? f.size(1) : f.flatten(1).size(1);
+}
+
+std::shared_ptr<Objective> make_hint(const ObjectiveConfig& o, const std::string& path, Model& student,
+                                     Teacher* teacher, const data::TensorDataset& train) {
+  const auto student_names = student.feature_names();
+  check(std::find(student_names.begin(), student_names.end(), o.student) != student_names.end(), path,
+        ".student: '", o.student, "' is not a feature of the student; its features: ", names(student_names));
+  check(teacher != nullptr, path, ": a hint needs a teacher");
+  const auto teacher_names = teacher->feature_names();
+  check(std::find(teacher_names.begin(), teacher_names.end(), o.teacher) != teacher_names.end(), path,
+        ".teacher: '", o.teacher, "' is not a feature of the teacher ", teacher->describe(),
+        teacher->samples() >= 0 ? ": a logit cache stores only logits, use a live teacher" : "; its features: ",
+        teacher->samples() >= 0 ? "" : names(teacher_names));
+  torch::NoGradGuard no_grad;
+  auto x = train.features().narrow(0, 0, 1).to(student.device());
+  const bool was_training = student.is_training();
+  student.eval();
+  auto fs = student.forward_with_features(x, {o.student}).features.at(o.student);
+  student.train(was_training);
+  auto ft = teacher->outputs(x, torch::zeros({1}, torch::kLong), {o.teacher}).features.at(o.teacher);
+  check(o.adapter != "conv1x1" || (fs.dim() == 4 && ft.dim() == 4), path, ".adapter: conv1x1 needs [B, C, H, W] "
+        "features; the student's is ", fs.sizes(), ", the teacher's ", ft.sizes(), " (use adapter: linear)");
+  return std::make_shared<HintObjective>(HintOptions(o.student, o.teacher)
+                                             .student_channels(feature_width(fs, o.adapter))
+                                             .teacher_channels(feature_width(ft, o.adapter))
+                                             .adapter(o.adapter));
+}
+
+// The run's objective from the list form of `loss:`; null for the mapping form (the trainer builds
+// KD from `train.loss()`, or label cross-entropy without a teacher).
+std::shared_ptr<Objective> make_objective(const RunConfig& c, Model& student, Teacher* teacher,
+                                          const data::TensorDataset& train) {
+  if (c.objectives.empty()) return nullptr;
+  auto composite = std::make_shared<CompositeObjective>();
+  for (size_t i = 0; i < c.objectives.size(); ++i) {
+    const auto& o = c.objectives[i];
+    const auto path = "loss[" + std::to_string(i) + "]";
+    std::shared_ptr<Objective> obj;
+    if (o.kind == "kd") obj = std::make_shared<KDObjective>(KDLossOptions().temperature(o.temperature).alpha(o.alpha));
+    else if (o.kind == "ce") obj = std::make_shared<CrossEntropyObjective>();
+    else if (o.kind == "soft_ce") obj = std::make_shared<SoftTargetCEObjective>(o.temperature);
+    else if (o.kind == "mse") obj = std::make_shared<LogitMSEObjective>();
+    else if (o.kind == "hint") obj = make_hint(o, path, student, teacher, train);
+    else fail(path, ".kind: unknown kind \"", o.kind, "\"");
+    check(teacher != nullptr || !obj->needs_teacher(), path, ": a ", o.kind, " objective needs a teacher, and the "
+          "run has none (add teacher:)");
+    composite->add(o.name, obj, o.weight);
+  }
+  return composite;
+}
+
+std::shared_ptr<Teacher> load_teacher(const RunConfig& c, const Data& data, const torch::Device& device,
+                                      ordered_json& files) {
+  auto cached = [&](const std::string& path) {
+    auto t = std::make_shared<CachedTeacher>(path);
+    t->check_matches(data.train, data.train.num_classes());
+    return t;
+  };
+  auto file = [](const std::string& path) { return ordered_json{{"path", path}, {"sha256", io::sha256_file(path)}}; };
+  if (!c.teacher_torchscript.empty()) {
+    files = file(c.teacher_torchscript);
+    return std::make_shared<ModelTeacher>(Model::load_torchscript(c.teacher_torchscript, device));
+  }
+  if (!c.teacher_cache.empty()) {
+    files = file(c.teacher_cache);
+    return cached(c.teacher_cache);
+  }
+  if (c.teacher_ensemble.empty()) return nullptr;
+  std::vector<std::shared_ptr<Teacher>> members;
+  std::vector<double> weights;
+  files = ordered_json::array();
+  for (const auto& m : c.teacher_ensemble) {
+    const auto& path = m.cache.empty() ? m.torchscript : m.cache;
+    files.push_back(file(path));
+    if (m.cache.empty()) {
+      members.push_back(std::make_shared<ModelTeacher>(Model::load_torchscript(m.torchscript, device)));
+    } else {
+      members.push_back(cached(m.cache));
+    }
+    weights.push_back(m.weight);
+  }
+  return std::make_shared<EnsembleTeacher>(members, weights);
+}
+
 class Manifest {
  public:
   explicit Manifest(std::string path) : path_(std::move(path)) {}
@@ -118,17 +213,9 @@ RunResult execute(const RunConfig& c, bool resume) {
   check(fs::is_regular_file(resume ? init_path : c.student_torchscript), "student.torchscript: ",
         resume ? init_path : c.student_torchscript, " does not exist or is not a file");
   auto student = Model::load_torchscript(resume ? init_path : c.student_torchscript, device);
-  std::shared_ptr<Teacher> teacher;
   ordered_json teacher_file = nullptr;
-  if (!c.teacher_torchscript.empty()) {
-    teacher = std::make_shared<ModelTeacher>(Model::load_torchscript(c.teacher_torchscript, device));
-    teacher_file = {{"path", c.teacher_torchscript}, {"sha256", io::sha256_file(c.teacher_torchscript)}};
-  } else if (!c.teacher_cache.empty()) {
-    auto cached = std::make_shared<CachedTeacher>(c.teacher_cache);
-    cached->check_matches(data.train, data.train.num_classes());
-    teacher = cached;
-    teacher_file = {{"path", c.teacher_cache}, {"sha256", io::sha256_file(c.teacher_cache)}};
-  }
+  auto teacher = load_teacher(c, data, device, teacher_file);
+  auto objective = make_objective(c, student, teacher.get(), data.train);
 
   if (!resume) {
     io::atomic_write_string((out / "config.yaml").string(), to_yaml(c));
@@ -161,7 +248,7 @@ RunResult execute(const RunConfig& c, bool resume) {
 
   try {
     auto options = c.train;
-    options.output_dir(c.output);
+    options.output_dir(c.output).objective(objective);
     DistillTrainer trainer(student, teacher, options);
     if (resume) trainer.resume();
     const auto* eval = data.test.size() > 0 ? &data.test : nullptr;
@@ -177,13 +264,19 @@ RunResult execute(const RunConfig& c, bool resume) {
     report.train = data.train.size();
     report.test = data.test.size();
     report.labeled = data.train.num_labelled();
-    if (teacher) {
+    if (teacher && c.objectives.empty()) {
       report.temperature = options.loss().temperature();
       report.alpha = options.loss().alpha();
     }
-    if (teacher && !c.teacher_torchscript.empty()) {
-      auto& tm = dynamic_cast<ModelTeacher&>(*teacher).model();
-      bench::ModelReport t{tm.arch(), tm.num_parameters(), result.train.teacher_accuracy};
+    for (const auto& o : c.objectives) {
+      if (teacher && o.kind == "kd") {  // the first KD term's temperature and its share of the soft targets
+        report.temperature = o.temperature;
+        report.alpha = o.alpha * o.weight;
+        break;
+      }
+    }
+    if (teacher && teacher->num_parameters() >= 0) {
+      bench::ModelReport t{teacher->describe(), teacher->num_parameters(), result.train.teacher_accuracy};
       report.models.emplace_back("teacher", t);
     }
     bench::ModelReport s{student.arch(), student.num_parameters(), eval ? result.train.final_eval.accuracy : -1,

@@ -147,6 +147,19 @@ const std::vector<Case>& catalogue() {
          return "train --resume " + d + "/out"; }, 1, "is corrupt"},
       {"eval with a wrong model", true, [](auto& d, auto& fx) { return "eval --model " + fx + "/student5.pt --data hdf5:" + fx + "/test.h5"; },
        1, "but the data set has 3 classes"},
+      {"unknown objective kind in a loss list", true, [](auto& d, auto& fx) {
+         return config(d, fx, "loss: [{kind: kd, weight: 0.9}, {kind: fitnet}]\n"); }, 1,
+       "loss[1].kind: expected kd, ce, soft_ce, mse or hint, got \"fitnet\""},
+      {"hint on a tap the student lacks", true, [](auto& d, auto& fx) {
+         return config(d, fx, "loss: [{kind: kd}, {kind: hint, student: layer9, teacher: '1', adapter: linear}]\n"); }, 1,
+       "loss[1].student: 'layer9' is not a feature of the student; its features: 0, 1, 2"},
+      {"hint on a cached teacher", true, [](auto& d, auto& fx) {
+         auto a = config(d, fx, "loss: [{kind: kd}, {kind: hint, student: '1', teacher: '1', adapter: linear}]\n");
+         auto t = io::read_file(d + "/run.yaml");
+         t.replace(t.find("torchscript: " + fx + "/teacher.pt"), 13 + fx.size() + 11, "cache: " + fx + "/probs.h5");
+         t.replace(t.find(fx + "/train.h5"), fx.size() + 9, fx + "/train.h5");
+         write(d + "/run.yaml", t); return a; }, 1,
+       "loss[1].teacher: '1' is not a feature of the teacher"},
       {"cache-teacher into a missing directory", true, [](auto& d, auto& fx) {
          return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/no/such/dir/l.h5"; },
        1, "l.h5"},

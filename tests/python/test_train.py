@@ -112,3 +112,29 @@ def test_load_data_matches_the_file(tabular):
     assert d["num_classes"] == 3
     torch.testing.assert_close(d["features"], tabular["x_test"])
     assert torch.equal(d["targets"], tabular["y_test"])
+
+
+def test_train_with_a_list_of_weighted_objectives(tabular, run_config):
+    """The config dict takes the YAML's list form of `loss`; metrics.jsonl names every term."""
+    import json
+
+    run_config["loss"] = [{"kind": "kd", "weight": 0.7, "temperature": 2.0},
+                          {"kind": "ce", "weight": 0.3},
+                          {"kind": "hint", "name": "hidden", "weight": 0.05, "student": "1", "teacher": "1",
+                           "adapter": "linear"}]
+    r = kdistill.train(run_config)
+    got = accuracy(os.path.join(r["output_dir"], "student.pt"), tabular["x_test"], tabular["y_test"])
+    assert got > 0.8
+    with open(os.path.join(r["output_dir"], "metrics.jsonl")) as f:
+        steps = [j for j in map(json.loads, f) if j["type"] == "step"]
+    assert steps and set(steps[0]["terms"]) == {"kd", "ce", "hidden"}
+    # The loss is the weighted sum of the logged terms.
+    s = steps[-1]
+    want = 0.7 * s["terms"]["kd"] + 0.3 * s["terms"]["ce"] + 0.05 * s["terms"]["hidden"]
+    assert s["loss"] == pytest.approx(want, rel=1e-5)
+
+
+def test_a_list_entry_with_an_unknown_kind_names_its_key_path(run_config):
+    run_config["loss"] = [{"kind": "kd"}, {"kind": "fitnet"}]
+    with pytest.raises(kdistill.Error, match=r"<dict>: loss\[1\]\.kind: expected kd, ce, soft_ce, mse or hint"):
+        kdistill.train(run_config)

@@ -124,4 +124,69 @@ TEST(Config, ToYamlRoundTrips) {
   EXPECT_EQ(again.train.loss().alpha(), 0.7);
 }
 
+TEST(Config, LossListOfWeightedObjectives) {
+  const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
+  auto c = parse_config(base + "loss: [{kind: kd, weight: 0.9, temperature: 4}, {kind: ce, weight: 0.1},\n"
+                               "       {kind: hint, name: h2, student: layer2, teacher: layer3, adapter: linear}]\n",
+                        "run.yaml", "/b");
+  ASSERT_EQ(c.objectives.size(), 3u);
+  EXPECT_EQ(c.objectives[0].kind, "kd");
+  EXPECT_EQ(c.objectives[0].name, "kd");
+  EXPECT_EQ(c.objectives[0].weight, 0.9);
+  EXPECT_EQ(c.objectives[0].alpha, 1.0);  // the list form's KD is the soft term alone
+  EXPECT_EQ(c.objectives[1].weight, 0.1);
+  EXPECT_EQ(c.objectives[2].name, "h2");
+  EXPECT_EQ(c.objectives[2].student, "layer2");
+  EXPECT_EQ(c.objectives[2].adapter, "linear");
+  auto again = parse_config(to_yaml(c), "again", "/b");
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+  ASSERT_EQ(again.objectives.size(), 3u);
+  EXPECT_EQ(again.objectives[2].teacher, "layer3");
+  // The mapping form with another kind is a one-entry list.
+  auto one = parse_config(base + "loss: {kind: mse}\n", "run.yaml", "/b");
+  ASSERT_EQ(one.objectives.size(), 1u);
+  EXPECT_EQ(one.objectives[0].kind, "mse");
+  // The mapping form of KD keeps its meaning: Hinton's loss with alpha 0.9 unless given.
+  EXPECT_TRUE(parse_config(base + "loss: {kind: kd, temperature: 2}\n", "run.yaml", "/b").objectives.empty());
+}
+
+TEST(Config, LossListErrorsNameTheKeyPath) {
+  const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
+  EXPECT_EQ(error_of(base + "loss: [{kind: kd}, {kind: fitnet}]\n"),
+            "run.yaml: loss[1].kind: expected kd, ce, soft_ce, mse or hint, got \"fitnet\"");
+  EXPECT_NE(error_of(base + "loss: [{kind: ce, temperature: 2}]\n").find("run.yaml: loss[0].temperature: unknown key"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "loss: [{weight: 2}]\n").find("run.yaml: loss[0].kind: required"), std::string::npos);
+  EXPECT_NE(error_of(base + "loss: [{kind: ce}, {kind: ce}]\n").find("loss[1].name: \"ce\" is used twice"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "loss: [{kind: hint, student: a}]\n").find("loss[0].teacher: required for a hint"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "loss: [{kind: kd, weight: fast}]\n").find("loss[0].weight: expected a number"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "loss: []\n").find("loss: the list is empty"), std::string::npos);
+  EXPECT_NE(error_of(base + "loss: [3]\n").find("loss[0]: expected a mapping, got a scalar"), std::string::npos);
+  EXPECT_NE(error_of(base + "loss: [{kind: hint, student: a, teacher: b, adapter: mlp}]\n")
+                .find("loss[0].adapter: expected conv1x1 or linear"),
+            std::string::npos);
+}
+
+TEST(Config, TeacherEnsemble) {
+  const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
+  auto c = parse_config(base + "teacher: {ensemble: [{torchscript: a.pt, weight: 2}, {cache: b.h5}]}\n", "run.yaml",
+                        "/b");
+  ASSERT_EQ(c.teacher_ensemble.size(), 2u);
+  EXPECT_EQ(c.teacher_ensemble[0].torchscript, "/b/a.pt");
+  EXPECT_EQ(c.teacher_ensemble[0].weight, 2.0);
+  EXPECT_EQ(c.teacher_ensemble[1].cache, "/b/b.h5");
+  auto again = parse_config(to_yaml(c), "again", "/b");
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+  EXPECT_NE(error_of(base + "teacher: {ensemble: [{torchscript: a.pt, cache: b.h5}]}\n")
+                .find("teacher.ensemble[0]: give either torchscript or cache"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "teacher: {ensemble: [{cache: b.h5, weight: 0}]}\n").find("teacher.ensemble[0].weight: must be > 0"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "teacher: {ensemble: []}\n").find("teacher.ensemble: expected a non-empty list"),
+            std::string::npos);
+}
+
 }  // namespace kdistill::test

@@ -163,4 +163,52 @@ TEST(Run, KilledCommandResumesToTheSameStudent) {
   EXPECT_TRUE(same(weights(dir / "ref/student.pt"), weights(dir / "killed/student.pt")));
 }
 
+// The list form of loss: with a feature objective, an ensemble teacher of a live model and a
+// cache, each term named in metrics.jsonl, and the hint adapter left out of student.pt.
+TEST(Run, WeightedObjectivesWithAHintAndAnEnsembleTeacher) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  const auto out = dir / "run";
+  const std::string cache = dir / "probs_teacher.h5";
+  std::string text = config_text(fx, out, "teacher: {ensemble: [{torchscript: " + fx + "/teacher.pt, weight: 3}, {cache: " +
+                                              fx + "/probs.h5}]}\n");
+  text.replace(text.find("loss: {kind: kd, temperature: 2.0, alpha: 0.7}"), 46,
+               "loss: [{kind: kd, weight: 0.8, temperature: 2}, {kind: ce, weight: 0.2}]");
+  auto result = run_config(parse_config(text, "run.yaml", dir.path()));
+  EXPECT_GT(result.train.final_eval.accuracy, 0.85);
+  EXPECT_EQ(result.train.teacher_accuracy, -1);  // a cache member: the ensemble cannot score new inputs
+  auto first = nlohmann::json::parse(io::read_lines(out + "/metrics.jsonl").front());
+  EXPECT_EQ(first["terms"].size(), 2u);
+  EXPECT_TRUE(first["terms"].contains("kd") && first["terms"].contains("ce")) << first.dump();
+  auto report = nlohmann::json::parse(result.report_json);
+  EXPECT_EQ(report["kd"]["temperature"], 2.0);
+
+  // A hint between the hidden layers of the live teacher and the student (16 -> 32, linear adapter).
+  const auto out2 = dir / "hint";
+  std::string hint = config_text(fx, out2, "teacher: {torchscript: " + fx + "/teacher.pt}\n");
+  hint.replace(hint.find("loss: {kind: kd, temperature: 2.0, alpha: 0.7}"), 46,
+               "loss: [{kind: kd, temperature: 2, alpha: 0.7}, {kind: hint, weight: 0.1, student: '1', teacher: '1', "
+               "adapter: linear}]");
+  auto r2 = run_config(parse_config(hint, "run.yaml", dir.path()));
+  EXPECT_GT(r2.train.final_eval.accuracy, 0.85);
+  auto line = nlohmann::json::parse(io::read_lines(out2 + "/metrics.jsonl").front());
+  EXPECT_TRUE(line["terms"].contains("kd.kd") && line["terms"].contains("kd.ce") && line["terms"].contains("hint"))
+      << line.dump();
+  EXPECT_EQ(Model::load_torchscript(out2 + "/student.pt").num_parameters(), 8 * 16 + 16 + 16 * 3 + 3);
+
+  // A tap the student does not have is an error naming the key path and the taps that exist.
+  std::string bad = hint;
+  bad.replace(bad.find("student: '1'"), 12, "student: '7'");
+  bad.replace(bad.find(out2), out2.size(), dir / "bad");
+  try {
+    run_config(parse_config(bad, "run.yaml", dir.path()));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("loss[1].student: '7' is not a feature of the student; its features: 0, 1, 2"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace kdistill::test

@@ -1,5 +1,6 @@
 #include "kdistill/train/trainer.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -74,14 +75,27 @@ TrainerOptions child_options(const std::string& out) {
       .loss(KDLossOptions().temperature(2).alpha(0.7));
 }
 
+// KD plus a FitNets hint whose linear adapter (an objective parameter) maps the student's hidden
+// layer onto the teacher's.
+std::shared_ptr<Objective> kd_with_hint() {
+  torch::manual_seed(21);
+  auto loss = std::make_shared<CompositeObjective>();
+  loss->add("kd", std::make_shared<KDObjective>(KDLossOptions().temperature(2).alpha(0.7)));
+  loss->add("hint", std::make_shared<HintObjective>(HintOptions("1", "1").student_channels(16).teacher_channels(16)
+                                                        .adapter("linear")), 0.5);
+  return loss;
+}
+
 // The child job the kill tests start: 3 epochs of distillation with dropout, checkpoints every
-// 5 steps, metrics every step. `--kill-at-step K` SIGKILLs itself right after step K.
+// 5 steps, metrics every step. `--kill-at-step K` SIGKILLs itself right after step K; `--hint`
+// adds a hint objective with parameters of its own (saved at the end as adapter.pt).
 int train_child(const std::vector<std::string>& args) {
   std::string out;
   int64_t kill_at = -1;
-  bool resume = false;
+  bool resume = false, hint = false;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--out") out = args.at(++i);
+    else if (args[i] == "--hint") hint = true;
     else if (args[i] == "--kill-at-step") kill_at = std::stoll(args.at(++i));
     else if (args[i] == "--resume") resume = true;
     else if (args[i] == "--kill-in-write") {
@@ -94,13 +108,16 @@ int train_child(const std::vector<std::string>& args) {
   auto eval = synthetic(100, 2);
   auto teacher = std::make_shared<ModelTeacher>(small_mlp(7));
   auto student = small_mlp(11, 3, 0.2);
-  DistillTrainer trainer(student, teacher, child_options(out));
+  auto options = child_options(out);
+  if (hint) options.objective(kd_with_hint());
+  DistillTrainer trainer(student, teacher, options);
   if (resume) trainer.resume();
   trainer.on_step([&](const StepInfo& s) {
     if (s.step == kill_at) std::raise(SIGKILL);
   });
   trainer.fit(train, &eval);
   student.save((fs::path(out) / "final.pt").string());
+  if (hint) torch::save(trainer.objective().parameters(), (fs::path(out) / "adapter.pt").string());
   return 0;
 }
 
@@ -187,6 +204,52 @@ TEST(Trainer, ResumeAfterSigkillIsBitwiseIdentical) {
   EXPECT_EQ(seen_ref.size(), 48u + 3u);
   EXPECT_EQ(seen_ref, seen_killed);
   for (auto& [key, n] : seen_killed) EXPECT_EQ(n, 1) << key;
+}
+
+// The same with an objective that owns parameters: the adapter is checkpointed with the student
+// and the optimizer, and both end bitwise equal to an uninterrupted run's.
+TEST(Trainer, ResumeAfterSigkillIsBitwiseWithAnObjectiveThatOwnsParameters) {
+  TempDir ref, killed;
+  const std::string exe = self_exe();
+  auto full = run(exe + " --child=train --hint --out " + ref.path());
+  ASSERT_EQ(full.status, 0) << full.err;
+  for (int kill : {7, 16, 33}) {
+    auto r = run(exe + " --child=train --hint --resume --out " + killed.path() + " --kill-at-step " +
+                 std::to_string(kill));
+    ASSERT_EQ(r.status, 128 + SIGKILL) << "kill at " << kill << ": " << r.err;
+  }
+  auto done = run(exe + " --child=train --hint --resume --out " + killed.path());
+  ASSERT_EQ(done.status, 0) << done.err;
+  auto a = small_mlp(0, 3, 0.2), b = small_mlp(0, 3, 0.2);
+  a.load_weights(ref / "final.pt");
+  b.load_weights(killed / "final.pt");
+  EXPECT_TRUE(same(snapshot(a), snapshot(b)));
+  std::vector<torch::Tensor> adapter_ref, adapter_killed;
+  torch::load(adapter_ref, ref / "adapter.pt");
+  torch::load(adapter_killed, killed / "adapter.pt");
+  ASSERT_EQ(adapter_ref.size(), 2u);  // weight and bias
+  EXPECT_TRUE(same(adapter_ref, adapter_killed));
+  // The adapter trained (it is not its initial value) and is not part of the saved student.
+  auto init = kd_with_hint()->parameters();
+  EXPECT_FALSE(same(init, adapter_ref));
+  EXPECT_EQ(a.named_parameters().size(), 4u);
+  // Each step line names both terms.
+  auto lines = io::read_lines(killed / "metrics.jsonl");
+  ASSERT_FALSE(lines.empty());
+  auto first = nlohmann::json::parse(lines.front());
+  EXPECT_TRUE(first["terms"].contains("kd.kd") && first["terms"].contains("kd.ce") && first["terms"].contains("hint"))
+      << lines.front();
+}
+
+// A checkpoint written without the objective's parameters does not fit a run that has them.
+TEST(Trainer, CheckpointOfAnotherObjectiveIsRefused) {
+  TempDir dir;
+  auto train = synthetic(200, 1);
+  auto teacher = std::make_shared<ModelTeacher>(small_mlp(7));
+  DistillTrainer(small_mlp(3), teacher, quiet().epochs(1).output_dir(dir.path())).fit(train);
+  DistillTrainer with_hint(small_mlp(3), teacher, quiet().epochs(1).objective(kd_with_hint()));
+  EXPECT_THAT(error_of([&] { with_hint.resume(dir / "checkpoints/last.pt"); }),
+              ::testing::HasSubstr("has 0 parameters but the objective has 2"));
 }
 
 // Killed inside a checkpoint write, twice: once with the temporary cut short, once complete but

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <utility>
@@ -12,6 +13,16 @@
 #include <torch/types.h>
 
 namespace kdistill {
+
+namespace detail {
+struct TapCache;
+}
+
+/// A model's logits and the intermediate outputs ("features") asked for by name.
+struct ForwardOutput {
+  torch::Tensor logits;
+  std::map<std::string, torch::Tensor> features;
+};
 
 /// One handle over a C++ `torch::nn::Module` or a TorchScript `torch::jit::Module`.
 ///
@@ -56,6 +67,39 @@ class Model {
   /// Logits for a batch of inputs.
   torch::Tensor forward(const torch::Tensor& input);
   torch::Tensor operator()(const torch::Tensor& input) { return forward(input); }
+
+  /// Logits and the outputs of the named submodules (feature taps), from one forward pass,
+  /// without rewriting the model's `forward`. Gradients flow through both. With no names this is
+  /// `forward`, at no extra cost.
+  ///
+  /// Names are submodule paths, as in `named_parameters` without the parameter:
+  /// - TorchScript: any submodule whose `forward` its parent's `forward` calls at the top level
+  ///   (not inside a branch or loop), at any depth: `layer1.0.conv1`, `features.3`. The module's
+  ///   forward graph is copied, the calls on the path are inlined and the tapped values returned
+  ///   with the logits; the rewritten graph is built once per set of names and cached.
+  /// - C++ modules: any child of a `torch::nn::Sequential`, at any depth (`features.3`, or `2`
+  ///   when the model is a Sequential), and any Sequential (its last child's output): the
+  ///   Sequential runs a recording wrapper in that child's place for this call; and any leaf
+  ///   submodule that owns parameters (`block2.conv`, a Linear, a BatchNorm, ...) wherever its
+  ///   parent calls it: its output is the last top-level operation that reads its parameters,
+  ///   observed through LibTorch's RecordFunction callbacks. A custom module with children that is
+  ///   not in a Sequential has no tap (wrap it in one).
+  /// A tapped value is a copy where the model could change it in place later (TorchScript), so a
+  /// feature is the submodule's output as it was returned. If a submodule runs twice in one
+  /// forward, the first call's output is returned (TorchScript) or the last (C++ RecordFunction
+  /// taps). A tapped C++ Sequential must not be run by another thread during the call.
+  ///
+  /// Throws `kdistill::Error` for an unknown or untappable name, listing `feature_names()`.
+  ///
+  /// Example:
+  /// ```
+  /// auto out = model.forward_with_features(x, {"layer2", "layer3"});
+  /// auto hint = torch::mse_loss(adapter(out.features["layer2"]), teacher_features["layer3"]);
+  /// ```
+  ForwardOutput forward_with_features(const torch::Tensor& input, const std::vector<std::string>& names);
+
+  /// The submodule paths `forward_with_features` accepts for this model, in module order.
+  std::vector<std::string> feature_names() const;
 
   /// Trainable parameters, in a stable order.
   std::vector<torch::Tensor> parameters() const;
@@ -110,6 +154,7 @@ class Model {
   std::function<torch::Tensor(const torch::Tensor&)> forward_;
   std::shared_ptr<torch::jit::Module> script_;
   std::string arch_;
+  std::shared_ptr<detail::TapCache> taps_;  // shared by copies: rewritten graphs by name set
 };
 
 }  // namespace kdistill

@@ -67,7 +67,6 @@ class CachedTeacher : public Teacher {
   /// Rows `indices` of the cache (the inputs are not used).
   torch::Tensor logits(const torch::Tensor& inputs, const torch::Tensor& indices) override;
   std::string describe() const override;
-  bool runs_on_inputs() const override { return false; }
   int64_t samples() const override { return info_.samples; }
 
   /// Throws `kdistill::Error` saying which of sample count, class count (`classes` > 0) or data

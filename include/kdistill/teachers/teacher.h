@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +11,15 @@
 #include "kdistill/models/model.h"
 
 namespace kdistill {
+
+/// A teacher's outputs for one batch (see `Teacher::outputs`).
+struct TeacherOutput {
+  torch::Tensor logits;  ///< `[B, C]`: what `Teacher::logits` returns
+  /// An ensemble's members' logits and their weights (summing to 1); empty for a single teacher.
+  std::vector<torch::Tensor> member_logits;
+  std::vector<double> member_weights;
+  std::map<std::string, torch::Tensor> features;  ///< the taps asked for, by name
+};
 
 /// A source of teacher logits for distillation.
 ///
@@ -21,14 +31,25 @@ class Teacher {
   virtual ~Teacher() = default;
   /// Logits `[B, C]` for a batch; `indices` (int64 `[B]`, CPU) are the rows of the training set.
   virtual torch::Tensor logits(const torch::Tensor& inputs, const torch::Tensor& indices) = 0;
+  /// Logits, an ensemble's member logits and the named intermediate outputs `features` (taps, see
+  /// `Model::forward_with_features`) of a batch, from one pass. The default gives the logits and
+  /// throws `kdistill::Error` when any feature is asked for.
+  virtual TeacherOutput outputs(const torch::Tensor& inputs, const torch::Tensor& indices,
+                                const std::vector<std::string>& features = {});
   /// A short description for logs and reports.
   virtual std::string describe() const = 0;
-  /// Whether the teacher can score inputs outside its training set (a live model can; a logit
-  /// cache cannot). Evaluation-set agreement is measured only for teachers that can.
-  virtual bool runs_on_inputs() const { return true; }
-  /// For a teacher that looks its logits up by sample index (a cache), how many samples it holds;
-  /// -1 for one that runs on its inputs. The trainer refuses a training set of another size.
+  /// For a teacher that looks its logits up by sample index (a cache, or an ensemble with a cache
+  /// among its members), how many samples it holds; -1 for one that runs on its inputs. The
+  /// trainer refuses a training set of another size. This is the one property that says how a
+  /// teacher finds its logits: composites forward it.
   virtual int64_t samples() const { return -1; }
+  /// Whether the teacher can score inputs outside its training set: `samples() < 0`. Evaluation-set
+  /// accuracy and agreement are measured only for teachers that can.
+  bool runs_on_inputs() const { return samples() < 0; }
+  /// Trainable-size figure for reports: the model's parameter count, or -1 when there is no model.
+  virtual int64_t num_parameters() const { return -1; }
+  /// The feature names `outputs` accepts (empty for a teacher without taps).
+  virtual std::vector<std::string> feature_names() const { return {}; }
 };
 
 /// A frozen teacher over a trained `Model`: eval mode, `requires_grad` off on every parameter,
@@ -44,7 +65,11 @@ class ModelTeacher : public Teacher {
  public:
   explicit ModelTeacher(Model model);
   torch::Tensor logits(const torch::Tensor& inputs, const torch::Tensor& indices) override;
+  TeacherOutput outputs(const torch::Tensor& inputs, const torch::Tensor& indices,
+                        const std::vector<std::string>& features = {}) override;
   std::string describe() const override;
+  int64_t num_parameters() const override { return model_.num_parameters(); }
+  std::vector<std::string> feature_names() const override { return model_.feature_names(); }
   /// The wrapped model (frozen).
   Model& model() { return model_; }
 
@@ -71,17 +96,42 @@ class CallableTeacher : public Teacher {
   std::string name_;
 };
 
-/// An ensemble: the log of the mean of the members' softmax probabilities, i.e. logits whose
-/// softmax is the averaged prediction (averaging probabilities, not raw logits, keeps members with
-/// different logit scales from dominating).
+/// A weighted ensemble of teachers: live models, logit caches, or both.
+///
+/// `logits` gives the log of the weighted mean of the members' probabilities at T = 1:
+///   logits = log sum_m w_m softmax(t_m),   w_m = weight_m / sum(weights)
+/// (averaging probabilities, not raw logits, keeps members with different logit scales from
+/// dominating). Distillation softens each member at its own temperature before averaging:
+/// `outputs` also returns every member's logits and weight, and the objectives' soft targets are
+///   p_T = sum_m w_m softmax(t_m / T)
+/// (see `teacher_log_probs`), not the T = 1 average softened again.
+///
+/// With a cache among the members, the ensemble looks rows up by index: `samples()` is the
+/// cache's row count (all cached members must agree) and `runs_on_inputs()` is false. Features are
+/// not available from an ensemble.
+///
+/// Example:
+/// ```
+/// auto ens = std::make_shared<kdistill::EnsembleTeacher>(
+///     std::vector<std::shared_ptr<kdistill::Teacher>>{live, cached}, std::vector<double>{2, 1});
+/// ```
 class EnsembleTeacher : public Teacher {
  public:
-  explicit EnsembleTeacher(std::vector<std::shared_ptr<Teacher>> members);
+  /// `weights` (one per member, > 0) default to equal weights.
+  explicit EnsembleTeacher(std::vector<std::shared_ptr<Teacher>> members, std::vector<double> weights = {});
   torch::Tensor logits(const torch::Tensor& inputs, const torch::Tensor& indices) override;
+  TeacherOutput outputs(const torch::Tensor& inputs, const torch::Tensor& indices,
+                        const std::vector<std::string>& features = {}) override;
   std::string describe() const override;
+  int64_t samples() const override { return samples_; }
+  int64_t num_parameters() const override;
+  /// The normalised member weights.
+  const std::vector<double>& weights() const { return weights_; }
 
  private:
   std::vector<std::shared_ptr<Teacher>> members_;
+  std::vector<double> weights_;
+  int64_t samples_ = -1;
 };
 
 }  // namespace kdistill

@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "kdistill/train/trainer.h"
 
@@ -16,6 +17,25 @@ struct DataConfig {
   std::string features = "x";  ///< hdf5: features dataset
   std::string labels = "y";    ///< hdf5: labels dataset
   int64_t labeled = 0;         ///< > 0: only the first N training labels are kept (transfer set)
+};
+
+/// One weighted objective of a run's `loss:` (see `CompositeObjective`).
+struct ObjectiveConfig {
+  std::string kind = "kd";        ///< kd, ce, soft_ce, mse or hint
+  std::string name;               ///< the term's name in metrics.jsonl; defaults to `kind`
+  double weight = 1.0;
+  double temperature = 4.0;       ///< kd, soft_ce
+  double alpha = 1.0;             ///< kd: its soft term's share (the list form's default is 1: add `ce` on its own)
+  std::string student;            ///< hint: the student tap
+  std::string teacher;            ///< hint: the teacher tap
+  std::string adapter = "conv1x1";  ///< hint: conv1x1 or linear
+};
+
+/// One member of a teacher ensemble: a TorchScript model or a logit cache, with its weight.
+struct EnsembleMemberConfig {
+  std::string torchscript;
+  std::string cache;
+  double weight = 1.0;
 };
 
 /// A configured distillation run: the YAML schema of DESIGN.md ("Run configuration").
@@ -37,8 +57,12 @@ struct RunConfig {
   DataConfig data;
   std::string teacher_torchscript;  ///< a TorchScript teacher, or
   std::string teacher_cache;        ///< an HDF5 logit cache; neither: train from labels alone
+  std::vector<EnsembleMemberConfig> teacher_ensemble;  ///< or a weighted ensemble of both kinds
   std::string student_torchscript;  ///< the untrained TorchScript student (required)
-  std::string loss_kind = "kd";     ///< "kd"
+  std::string loss_kind = "kd";     ///< the mapping form's kind
+  /// The list form of `loss:` (`[{kind: kd, weight: 0.9, temperature: 4}, {kind: ce, weight: 0.1}]`);
+  /// empty for the mapping form (`{kind: kd, temperature: 4, alpha: 0.9}`), which `train.loss()` holds.
+  std::vector<ObjectiveConfig> objectives;
   TrainerOptions train;             ///< train.* keys and loss temperature/alpha
   std::string output;               ///< output directory (required)
 };

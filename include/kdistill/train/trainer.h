@@ -1,6 +1,7 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +11,8 @@
 
 #include "kdistill/data/tensor_dataset.h"
 #include "kdistill/losses/kd_loss.h"
+#include "kdistill/losses/objective.h"
+#include "kdistill/metrics/evaluate.h"
 #include "kdistill/metrics/metrics.h"
 #include "kdistill/models/model.h"
 #include "kdistill/teachers/teacher.h"
@@ -55,8 +58,11 @@ struct TrainerOptions {
   TORCH_ARG(std::string, device) = "cpu";
   /// Intra-op threads; 0 leaves LibTorch's setting alone.
   TORCH_ARG(int, threads) = 0;
-  /// The distillation loss (ignored when there is no teacher: the student learns from labels).
+  /// The distillation loss when no `objective` is given: `KDObjective(loss)` with a teacher,
+  /// label cross-entropy without one (the baseline).
   TORCH_ARG(KDLossOptions, loss) = {};
+  /// The objective (named, weighted loss terms; see `Objective`). Null: built from `loss`.
+  TORCH_ARG(std::shared_ptr<Objective>, objective) = nullptr;
   /// Where checkpoints and metrics.jsonl go; empty writes no files.
   TORCH_ARG(std::string, output_dir) = "";
   /// Write a checkpoint every N steps (0: only at the end of each epoch). Needs `output_dir`.
@@ -80,6 +86,7 @@ struct StepInfo {
   int64_t batch = 0;  ///< batch index within the epoch
   double loss = 0;
   double lr = 0;
+  std::map<std::string, double> terms;  ///< each loss term's value (unweighted), by name
 };
 
 /// Metrics at the end of an epoch.
@@ -87,6 +94,7 @@ struct EpochMetrics {
   int64_t epoch = 0;         ///< 0-based
   int64_t step = 0;          ///< steps done at the end of this epoch
   double train_loss = 0;     ///< mean loss over the epoch's steps (this process's)
+  std::map<std::string, double> terms;  ///< each loss term's mean over the epoch's steps
   double lr = 0;             ///< learning rate of the last step
   double samples_per_s = 0;  ///< training throughput over the epoch, evaluation excluded
   metrics::Evaluation eval;  ///< on the evaluation set (samples == 0 when none was given)
@@ -105,11 +113,13 @@ struct TrainResult {
 /// Trains a student on a teacher's softened outputs (or, with no teacher, on labels alone: the
 /// baseline, trained by the same code with the same seed and budget).
 ///
-/// Per step: batch → teacher logits (live model, or a cache by sample index) → `kd_loss` →
-/// backward → optional clipping → optimizer step. Per epoch: evaluation (accuracy, NLL, ECE,
-/// agreement with the teacher), a metrics.jsonl line and an atomic checkpoint. A run killed at
-/// any point and resumed with `resume()` ends with bitwise the same student weights on the CPU as
-/// an uninterrupted run (same seed and thread count).
+/// Per step: batch → student logits and the features the objective taps → teacher outputs (live
+/// model, or a cache by sample index) → the objective's named terms → their weighted sum →
+/// backward → optional clipping → optimizer step (student and objective parameters). Per epoch:
+/// evaluation (accuracy, NLL, ECE, agreement with the teacher), a metrics.jsonl line with each
+/// term's mean, and an atomic checkpoint (student, objective parameters, optimizer, RNG). A run
+/// killed at any point and resumed with `resume()` ends with bitwise the same student weights on
+/// the CPU as an uninterrupted run (same seed and thread count).
 ///
 /// Example:
 /// ```
@@ -139,6 +149,8 @@ class DistillTrainer {
 
   /// The student being trained.
   Model& student() { return student_; }
+  /// The objective being minimised (the one given in the options, or the one built from `loss`).
+  Objective& objective() { return *objective_; }
   const TrainerOptions& options() const { return options_; }
 
  private:
@@ -146,16 +158,8 @@ class DistillTrainer {
   Model student_;
   std::shared_ptr<Teacher> teacher_;
   TrainerOptions options_;
+  std::shared_ptr<Objective> objective_;
   std::shared_ptr<State> state_;
 };
-
-/// Logits of `model` for every sample of `dataset`, in eval mode and without gradients, computed
-/// in batches of `batch_size` on the model's device and returned on the CPU. The model's
-/// training mode is restored afterwards.
-torch::Tensor predict(Model& model, const data::TensorDataset& dataset, int64_t batch_size = 256);
-
-/// Metrics of `model` on `dataset`; with `teacher_logits` (`[N, C]`) also the agreement.
-metrics::Evaluation evaluate(Model& model, const data::TensorDataset& dataset,
-                             const torch::Tensor& teacher_logits = {}, int64_t batch_size = 256);
 
 }  // namespace kdistill

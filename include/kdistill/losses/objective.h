@@ -1,0 +1,210 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <torch/arg.h>
+#include <torch/nn/module.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/types.h>
+
+#include "kdistill/losses/kd_loss.h"
+
+namespace kdistill {
+
+/// Where training stands when a step runs (for objectives that change over a run).
+struct TrainProgress {
+  int64_t step = 0;         ///< optimizer steps done before this one
+  int64_t epoch = 0;        ///< 0-based
+  int64_t total_steps = 0;  ///< steps the run will take
+  /// step / total_steps, in [0, 1).
+  double fraction() const { return total_steps > 0 ? static_cast<double>(step) / static_cast<double>(total_steps) : 0.0; }
+};
+
+/// Everything an objective sees at one training step.
+struct StepContext {
+  torch::Tensor student_logits;                           ///< `[B, C]`, with gradient
+  std::map<std::string, torch::Tensor> student_features;  ///< the student taps the objectives asked for
+  torch::Tensor teacher_logits;                           ///< `[B, C]`; undefined without a teacher
+  /// An ensemble's members' logits, `[B, C]` each, and their weights (summing to 1); empty for a
+  /// single teacher. `teacher_log_probs` uses them to soften each member at its own temperature.
+  std::vector<torch::Tensor> member_logits;
+  std::vector<double> member_weights;
+  std::map<std::string, torch::Tensor> teacher_features;  ///< the teacher taps the objectives asked for
+  torch::Tensor targets;         ///< int64 `[B]`; -1 marks a sample without a label
+  torch::Tensor sample_weights;  ///< float `[B]` per-sample weights (0 masks a sample); undefined: all 1
+  bool all_labelled = false;     ///< no target is -1 (lets cross-entropy skip the masking)
+  TrainProgress progress;
+};
+
+/// One named loss term. A step's loss is the sum of `weight * value` over its terms; the trainer
+/// logs each term's `value` by `name` (per step in metrics.jsonl, and as an epoch mean).
+struct LossTerm {
+  std::string name;
+  torch::Tensor value;  ///< a scalar
+  double weight = 1.0;
+};
+
+/// The teacher's log-probabilities at temperature T, `[B, C]`, in float32 or wider:
+///   single teacher:  log softmax(t / T)
+///   ensemble:        log sum_m w_m softmax(t_m / T)
+/// i.e. each member softened at T first, then averaged with its weight (not averaged at T = 1 and
+/// softened again). No gradient flows to the teacher.
+torch::Tensor teacher_log_probs(const StepContext& ctx, double temperature);
+
+/// A distillation objective: from one step's context to named loss terms.
+///
+/// An objective is a `torch::nn::Module`, so it may own parameters (a hint adapter): the trainer
+/// moves them to its device, trains them with the student, saves them in checkpoints (exact resume
+/// covers them) and leaves them out of the student it saves or exports. Intermediate outputs are
+/// asked for by name (`student_features`, `teacher_features`) and arrive in the context.
+///
+/// Example (a user-defined objective, no library change needed):
+/// ```
+/// struct Confidence : kdistill::Objective {
+///   std::vector<kdistill::LossTerm> terms(const kdistill::StepContext& c) override {
+///     auto p = torch::softmax(c.student_logits, 1);
+///     return {{"entropy", -(p * p.log()).sum(1).mean(), 0.1}};
+///   }
+///   bool needs_teacher() const override { return false; }
+/// };
+/// auto opts = kdistill::TrainerOptions().objective(std::make_shared<Confidence>());
+/// ```
+class Objective : public torch::nn::Module {
+ public:
+  /// The loss terms of one step.
+  virtual std::vector<LossTerm> terms(const StepContext& ctx) = 0;
+  /// Student submodules whose outputs this objective needs (see `Model::forward_with_features`).
+  virtual std::vector<std::string> student_features() const { return {}; }
+  /// Teacher submodules whose outputs this objective needs (a logit cache has none).
+  virtual std::vector<std::string> teacher_features() const { return {}; }
+  /// Whether the objective reads the teacher (a run with no teacher refuses one that does).
+  virtual bool needs_teacher() const { return true; }
+  /// Whether the objective reads the labels (a run with no labelled sample refuses one that does).
+  virtual bool needs_labels() const { return false; }
+};
+
+/// Hinton et al.'s KD as an objective: the terms of `kd_loss`, named `kd` (the T^2-scaled soft
+/// KL, weight alpha) and `ce` (cross-entropy on the labelled samples, weight 1 - alpha). A term
+/// whose weight is 0 is not computed. With an ensemble teacher the soft targets are
+/// `teacher_log_probs` at T. With `sample_weights`, each per-sample loss is weighted and divided by
+/// the weights' sum.
+///
+/// Example:
+/// ```
+/// auto kd = std::make_shared<kdistill::KDObjective>(kdistill::KDLossOptions().temperature(4).alpha(0.9));
+/// ```
+class KDObjective : public Objective {
+ public:
+  explicit KDObjective(KDLossOptions options = {});
+  std::vector<LossTerm> terms(const StepContext& ctx) override;
+  bool needs_teacher() const override { return options_.alpha() > 0; }
+  bool needs_labels() const override { return options_.alpha() < 1; }
+  const KDLossOptions& options() const { return options_; }
+
+ private:
+  KDLossOptions options_;
+};
+
+/// Label cross-entropy over the labelled samples (`ce`): the from-labels baseline's loss.
+class CrossEntropyObjective : public Objective {
+ public:
+  std::vector<LossTerm> terms(const StepContext& ctx) override;
+  bool needs_teacher() const override { return false; }
+  bool needs_labels() const override { return true; }
+};
+
+/// Soft-target cross-entropy at temperature T (`soft_ce`), T^2-scaled: KD's soft term plus the
+/// teacher's entropy (a constant in the student). See `soft_target_cross_entropy`.
+class SoftTargetCEObjective : public Objective {
+ public:
+  explicit SoftTargetCEObjective(double temperature = 1.0);
+  std::vector<LossTerm> terms(const StepContext& ctx) override;
+
+ private:
+  double temperature_;
+};
+
+/// Mean squared error between student and teacher logits (`mse`, Ba & Caruana 2014).
+class LogitMSEObjective : public Objective {
+ public:
+  std::vector<LossTerm> terms(const StepContext& ctx) override;
+};
+
+/// Options for `HintObjective`.
+struct HintOptions {
+  HintOptions(std::string student_feature, std::string teacher_feature)
+      : student_feature_(std::move(student_feature)), teacher_feature_(std::move(teacher_feature)) {}
+  /// The student tap (see `Model::forward_with_features`).
+  TORCH_ARG(std::string, student_feature);
+  /// The teacher tap whose output the adapted student feature must match.
+  TORCH_ARG(std::string, teacher_feature);
+  /// Channels (conv features `[B, C, H, W]`) or width (`[B, F]`) of the student feature.
+  TORCH_ARG(int64_t, student_channels) = 0;
+  /// Channels or width of the teacher feature.
+  TORCH_ARG(int64_t, teacher_channels) = 0;
+  /// "conv1x1" (features `[B, C, H, W]`) or "linear" (features `[B, F]`, or flattened).
+  TORCH_ARG(std::string, adapter) = "conv1x1";
+};
+
+/// FitNets hints (Romero et al. 2015): a learned adapter maps a student feature to a teacher
+/// feature's shape, and the term `hint` is the mean squared error between them:
+///   hint = mean( (adapter(f_s) - f_t)^2 )
+/// The adapter (a 1x1 convolution or a linear layer, with bias) is this objective's parameter:
+/// trained with the student, checkpointed, never part of the saved student. Spatial sizes must
+/// match (choose the layers so they do).
+///
+/// Example:
+/// ```
+/// auto hint = std::make_shared<kdistill::HintObjective>(
+///     kdistill::HintOptions("features.3", "features.6").student_channels(16).teacher_channels(64));
+/// ```
+class HintObjective : public Objective {
+ public:
+  explicit HintObjective(HintOptions options);
+  std::vector<LossTerm> terms(const StepContext& ctx) override;
+  std::vector<std::string> student_features() const override { return {options_.student_feature()}; }
+  std::vector<std::string> teacher_features() const override { return {options_.teacher_feature()}; }
+
+ private:
+  HintOptions options_;
+  torch::nn::Conv2d conv_{nullptr};
+  torch::nn::Linear linear_{nullptr};
+};
+
+/// Objectives combined with weights: the terms of each entry, each term's weight multiplied by the
+/// entry's weight. A term is named by its entry's name when the entry gives one term, and
+/// `entry.term` when it gives several. Entries are registered submodules (their parameters are
+/// the composite's).
+///
+/// Example:
+/// ```
+/// auto loss = std::make_shared<kdistill::CompositeObjective>();
+/// loss->add("kd", std::make_shared<kdistill::KDObjective>(kdistill::KDLossOptions().alpha(1)), 0.9);
+/// loss->add("ce", std::make_shared<kdistill::CrossEntropyObjective>(), 0.1);
+/// ```
+class CompositeObjective : public Objective {
+ public:
+  /// Adds an entry; `name` must be unique and non-empty, `weight` finite.
+  CompositeObjective& add(const std::string& name, std::shared_ptr<Objective> objective, double weight = 1.0);
+  std::vector<LossTerm> terms(const StepContext& ctx) override;
+  std::vector<std::string> student_features() const override;
+  std::vector<std::string> teacher_features() const override;
+  bool needs_teacher() const override;
+  bool needs_labels() const override;
+  size_t size() const { return entries_.size(); }
+
+ private:
+  struct Entry {
+    std::string name;
+    std::shared_ptr<Objective> objective;
+    double weight;
+  };
+  std::vector<Entry> entries_;
+};
+
+}  // namespace kdistill

@@ -1,0 +1,202 @@
+#include "kdistill/losses/objective.h"
+
+#include <cmath>
+#include <set>
+
+#include <torch/torch.h>
+
+#include "kdistill/core/error.h"
+#include "losses/kd_loss_impl.h"
+
+namespace kdistill {
+namespace {
+
+// Per-sample values reduced to one number: the plain mean, or the weighted mean when the step
+// carries sample weights (`mask` further restricts which samples count, e.g. the labelled ones).
+torch::Tensor reduce(const torch::Tensor& per_sample, const StepContext& c, const torch::Tensor& mask = {}) {
+  auto w = c.sample_weights.defined() ? c.sample_weights.to(per_sample.scalar_type()) : torch::Tensor();
+  if (mask.defined()) w = w.defined() ? w * mask.to(w.scalar_type()) : mask.to(per_sample.scalar_type());
+  if (!w.defined()) return per_sample.mean();
+  return (per_sample * w).sum() / w.sum().clamp_min(1e-12);
+}
+
+const torch::Tensor& need_teacher(const StepContext& c, const char* who) {
+  check(c.teacher_logits.defined(), who, ": this objective needs a teacher, and the step has none");
+  return c.teacher_logits;
+}
+
+// T^2 * KL(teacher || student) at temperature T, per the objective's reduction.
+torch::Tensor soft_term(const StepContext& c, double temperature) {
+  need_teacher(c, "kd");
+  if (c.member_logits.empty() && !c.sample_weights.defined()) {
+    return detail::soft_kl(c.student_logits, c.teacher_logits, temperature);  // the fused hot path
+  }
+  auto log_pt = teacher_log_probs(c, temperature);
+  auto log_ps = torch::log_softmax(detail::promote(c.student_logits) / temperature, 1);
+  auto kl = (log_pt.exp() * (log_pt - log_ps)).sum(1);
+  return reduce(kl, c) * (temperature * temperature);
+}
+
+torch::Tensor label_term(const StepContext& c) {
+  if (!c.sample_weights.defined()) {
+    return c.all_labelled ? detail::plain_ce(c.student_logits, c.targets) : detail::hard_ce(c.student_logits, c.targets, -1);
+  }
+  auto y = c.targets.to(torch::kLong);
+  auto labelled = y != -1;
+  auto nll = torch::nll_loss(torch::log_softmax(detail::promote(c.student_logits), 1), y.clamp_min(0), {},
+                             at::Reduction::None);
+  return reduce(nll * labelled.to(nll.scalar_type()), c, labelled);
+}
+
+}  // namespace
+
+torch::Tensor teacher_log_probs(const StepContext& c, double temperature) {
+  need_teacher(c, "teacher_log_probs");
+  if (c.member_logits.empty()) return torch::log_softmax(detail::promote(c.teacher_logits.detach()) / temperature, 1);
+  check(c.member_weights.size() == c.member_logits.size(), "teacher_log_probs: ", c.member_logits.size(),
+        " member logits but ", c.member_weights.size(), " weights");
+  std::vector<torch::Tensor> parts;
+  for (size_t m = 0; m < c.member_logits.size(); ++m) {
+    auto l = detail::promote(c.member_logits[m].detach());
+    parts.push_back(torch::log_softmax(l / temperature, 1) + std::log(c.member_weights[m]));
+  }
+  return torch::logsumexp(torch::stack(parts), 0);
+}
+
+KDObjective::KDObjective(KDLossOptions options) : options_(std::move(options)) {
+  check(options_.temperature() > 0 && std::isfinite(options_.temperature()),
+        "KDObjective: temperature must be > 0, got ", options_.temperature());
+  check(options_.alpha() >= 0 && options_.alpha() <= 1, "KDObjective: alpha must be in [0, 1], got ", options_.alpha());
+  check(options_.ignore_index() == -1, "KDObjective: ignore_index must be -1 (the data sets' mark for no label), got ",
+        options_.ignore_index());
+}
+
+std::vector<LossTerm> KDObjective::terms(const StepContext& c) {
+  std::vector<LossTerm> out;
+  const double alpha = options_.alpha();
+  if (alpha > 0) out.push_back({"kd", soft_term(c, options_.temperature()), alpha});
+  if (alpha < 1) out.push_back({"ce", label_term(c), 1.0 - alpha});
+  return out;
+}
+
+std::vector<LossTerm> CrossEntropyObjective::terms(const StepContext& c) { return {{"ce", label_term(c), 1.0}}; }
+
+SoftTargetCEObjective::SoftTargetCEObjective(double temperature) : temperature_(temperature) {
+  check(temperature > 0 && std::isfinite(temperature), "SoftTargetCEObjective: temperature must be > 0, got ",
+        temperature);
+}
+
+std::vector<LossTerm> SoftTargetCEObjective::terms(const StepContext& c) {
+  auto log_pt = teacher_log_probs(c, temperature_);
+  auto log_ps = torch::log_softmax(detail::promote(c.student_logits) / temperature_, 1);
+  auto ce = -(log_pt.exp() * log_ps).sum(1);
+  return {{"soft_ce", reduce(ce, c) * (temperature_ * temperature_), 1.0}};
+}
+
+std::vector<LossTerm> LogitMSEObjective::terms(const StepContext& c) {
+  const auto& t = need_teacher(c, "mse");
+  auto diff = detail::promote(c.student_logits) - detail::promote(t.detach());
+  return {{"mse", reduce(diff.pow(2).mean(1), c), 1.0}};
+}
+
+HintObjective::HintObjective(HintOptions options) : options_(std::move(options)) {
+  const auto& o = options_;
+  check(!o.student_feature().empty() && !o.teacher_feature().empty(),
+        "HintObjective: student_feature and teacher_feature must name taps");
+  check(o.student_channels() > 0 && o.teacher_channels() > 0,
+        "HintObjective: student_channels and teacher_channels must be > 0, got ", o.student_channels(), " and ",
+        o.teacher_channels());
+  if (o.adapter() == "conv1x1") {
+    conv_ = register_module("adapter", torch::nn::Conv2d(torch::nn::Conv2dOptions(o.student_channels(),
+                                                                                 o.teacher_channels(), 1)));
+  } else if (o.adapter() == "linear") {
+    linear_ = register_module("adapter", torch::nn::Linear(o.student_channels(), o.teacher_channels()));
+  } else {
+    fail("HintObjective: adapter must be conv1x1 or linear, got \"", o.adapter(), "\"");
+  }
+}
+
+std::vector<LossTerm> HintObjective::terms(const StepContext& c) {
+  const auto& o = options_;
+  auto fs = c.student_features.at(o.student_feature());
+  auto ft = c.teacher_features.at(o.teacher_feature()).detach();
+  torch::Tensor adapted;
+  if (conv_) {
+    check(fs.dim() == 4, "hint: the conv1x1 adapter needs a [B, C, H, W] student feature, '", o.student_feature(),
+          "' is ", fs.sizes());
+    adapted = conv_(fs);
+  } else {
+    adapted = linear_(fs.flatten(1));
+    ft = ft.flatten(1);
+  }
+  check(adapted.sizes() == ft.sizes(), "hint: the adapted student feature '", o.student_feature(), "' has shape ",
+        adapted.sizes(), " but the teacher feature '", o.teacher_feature(), "' has ", ft.sizes());
+  auto per_sample = (adapted - ft.to(adapted.scalar_type())).pow(2).flatten(1).mean(1);
+  return {{"hint", reduce(per_sample, c), 1.0}};
+}
+
+CompositeObjective& CompositeObjective::add(const std::string& name, std::shared_ptr<Objective> objective,
+                                            double weight) {
+  check(!name.empty() && name.find('.') == std::string::npos,
+        "CompositeObjective::add: a name must be non-empty and hold no '.', got \"", name, "\"");
+  check(objective != nullptr, "CompositeObjective::add: objective '", name, "' is null");
+  check(std::isfinite(weight), "CompositeObjective::add: weight of '", name, "' must be finite, got ", weight);
+  for (const auto& e : entries_) check(e.name != name, "CompositeObjective::add: '", name, "' is added twice");
+  register_module(name, objective);
+  entries_.push_back({name, std::move(objective), weight});
+  return *this;
+}
+
+std::vector<LossTerm> CompositeObjective::terms(const StepContext& c) {
+  std::vector<LossTerm> out;
+  for (const auto& e : entries_) {
+    if (e.weight == 0) continue;
+    auto ts = e.objective->terms(c);
+    for (auto& t : ts) {
+      out.push_back({ts.size() == 1 ? e.name : e.name + "." + t.name, std::move(t.value), t.weight * e.weight});
+    }
+  }
+  return out;
+}
+
+namespace {
+template <typename F>
+std::vector<std::string> union_of(const std::vector<std::shared_ptr<Objective>>& objs, F features) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  for (const auto& o : objs) {
+    for (auto& f : features(*o)) {
+      if (seen.insert(f).second) out.push_back(f);
+    }
+  }
+  return out;
+}
+}  // namespace
+
+std::vector<std::string> CompositeObjective::student_features() const {
+  std::vector<std::shared_ptr<Objective>> objs;
+  for (const auto& e : entries_) objs.push_back(e.objective);
+  return union_of(objs, [](const Objective& o) { return o.student_features(); });
+}
+
+std::vector<std::string> CompositeObjective::teacher_features() const {
+  std::vector<std::shared_ptr<Objective>> objs;
+  for (const auto& e : entries_) objs.push_back(e.objective);
+  return union_of(objs, [](const Objective& o) { return o.teacher_features(); });
+}
+
+bool CompositeObjective::needs_teacher() const {
+  for (const auto& e : entries_) {
+    if (e.weight != 0 && e.objective->needs_teacher()) return true;
+  }
+  return false;
+}
+
+bool CompositeObjective::needs_labels() const {
+  for (const auto& e : entries_) {
+    if (e.weight != 0 && e.objective->needs_labels()) return true;
+  }
+  return false;
+}
+
+}  // namespace kdistill
