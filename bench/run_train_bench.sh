@@ -19,7 +19,7 @@ trap 'rm -rf "$tmp"' EXIT
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 tuned="glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=268435456"
 for round in 1 2 3; do
-  "$build/bench/train_bench" --benchmark_filter='BM_TrainSteps.*threads:2' --benchmark_min_time=2 \
+  "$build/bench/train_bench" --benchmark_filter='BM_TrainSteps/.*threads:2' --benchmark_min_time=2 \
     --benchmark_out="$tmp/cpp$round.json" --benchmark_out_format=json >/dev/null 2>&1
   /usr/bin/python3 bench/python_reference.py --threads 2 --steps 300 > "$tmp/py$round.json"
   GLIBC_TUNABLES=$tuned /usr/bin/python3 bench/python_reference.py --threads 2 --steps 300 > "$tmp/pyt$round.json"

@@ -48,17 +48,12 @@ std::shared_ptr<kdistill::Teacher> cached_teacher() {
   return cached;
 }
 
-// kind 0: student from labels; 1: student distilled from a live teacher; 2: the teacher;
-// 3: student distilled from cached teacher logits.
-void BM_TrainSteps(benchmark::State& state) {
-  const int kind = static_cast<int>(state.range(0));
+// 20 warm-up steps, then the timed steps, of `student` distilled from `teacher` (or from labels),
+// each iteration one fit() through a fresh trainer (step 0 again); only the steps after the
+// warm-up are timed, from the step callback, as the Python reference times its loop.
+void run_steps(benchmark::State& state, kdistill::Model& student, const std::shared_ptr<kdistill::Teacher>& t,
+               const kdistill::PrecisionOptions& precision) {
   const int threads = static_cast<int>(state.range(1));
-  torch::manual_seed(1);
-  auto teacher = kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2), "mlp:1200,1200");
-  auto student = kind == 2 ? teacher : kdistill::Model(kdistill::mlp(784, {64}, 10), "mlp:64");
-  std::shared_ptr<kdistill::Teacher> t;
-  if (kind == 1) t = std::make_shared<kdistill::ModelTeacher>(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
-  if (kind == 3) t = cached_teacher();
   const int64_t steps = timed_steps();
   auto opts = kdistill::TrainerOptions()
                   .epochs(1)
@@ -68,9 +63,8 @@ void BM_TrainSteps(benchmark::State& state) {
                   .momentum(0.9)
                   .threads(threads)
                   .progress(false)
+                  .precision(precision)
                   .loss(kdistill::KDLossOptions().temperature(4).alpha(0.9));
-  // Each iteration is one fit() through a fresh trainer (step 0 again); only the steps after the
-  // warm-up are timed, from the step callback, as the Python reference times its loop.
   double seconds = 0;
   for (auto _ : state) {
     kdistill::DistillTrainer trainer(student, t, opts);
@@ -88,24 +82,61 @@ void BM_TrainSteps(benchmark::State& state) {
       static_cast<double>(kBatch * steps) * static_cast<double>(state.iterations()) / seconds;
   state.counters["timed_steps"] = static_cast<double>(steps);
 }
+
+// kind 0: student from labels; 1: student distilled from a live teacher; 2: the teacher;
+// 3: student distilled from cached teacher logits.
+void BM_TrainSteps(benchmark::State& state) {
+  const int kind = static_cast<int>(state.range(0));
+  torch::manual_seed(1);
+  auto teacher = kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2), "mlp:1200,1200");
+  auto student = kind == 2 ? teacher : kdistill::Model(kdistill::mlp(784, {64}, 10), "mlp:64");
+  std::shared_ptr<kdistill::Teacher> t;
+  if (kind == 1) t = std::make_shared<kdistill::ModelTeacher>(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
+  if (kind == 3) t = cached_teacher();
+  run_steps(state, student, t, {});
+}
 BENCHMARK(BM_TrainSteps)
     ->ArgNames({"kind", "threads"})
     ->ArgsProduct({{0, 1, 2, 3}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseManualTime();
 
-// Teacher inference (eval mode, no grad): the per-batch cost a live teacher adds to distillation.
+// The same runs in bf16 on a CPU with AVX512-BF16 or AMX (or CUDA): kind 1 with the teacher in
+// bf16 (the student in fp32); kind 2, the teacher trained under bf16 autocast on fp32 weights;
+// kind 0, the student from labels under bf16 autocast; kind 3 as kind 0, from cached logits.
+void BM_TrainStepsBf16(benchmark::State& state) {
+  const int kind = static_cast<int>(state.range(0));
+  torch::manual_seed(1);
+  auto teacher = kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2), "mlp:1200,1200");
+  auto student = kind == 2 ? teacher : kdistill::Model(kdistill::mlp(784, {64}, 10), "mlp:64");
+  std::shared_ptr<kdistill::Teacher> t;
+  if (kind == 1) t = std::make_shared<kdistill::ModelTeacher>(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
+  if (kind == 3) t = cached_teacher();
+  using kdistill::Precision;
+  const auto precision = kind == 1 ? kdistill::PrecisionOptions().teacher(Precision::kBFloat16)
+                                   : kdistill::PrecisionOptions().student(Precision::kBFloat16);
+  run_steps(state, student, t, precision);
+}
+BENCHMARK(BM_TrainStepsBf16)
+    ->ArgNames({"kind", "threads"})
+    ->ArgsProduct({{0, 1, 2, 3}, {2}})
+    ->Unit(benchmark::kMillisecond)
+    ->UseManualTime();
+
+// Teacher inference (eval mode, no grad): the per-batch cost a live teacher adds to distillation,
+// and what `kdistill cache-teacher` pays per batch; bf16:1 runs the teacher in bf16.
 void BM_TeacherInference(benchmark::State& state) {
   torch::set_num_threads(static_cast<int>(state.range(1)));
   torch::manual_seed(1);
   kdistill::ModelTeacher teacher(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
+  teacher.set_precision(state.range(2) ? kdistill::Precision::kBFloat16 : kdistill::Precision::kFloat32);
   const int64_t batch = state.range(0);
   auto x = torch::randn({batch, 1, 28, 28});
   auto idx = torch::arange(batch);
   for (auto _ : state) benchmark::DoNotOptimize(teacher.logits(x, idx).data_ptr());
   kdistill::benchmarks::count_samples(state, batch);
 }
-BENCHMARK(BM_TeacherInference)->ArgNames({"batch", "threads"})->ArgsProduct({{1, 128, 256}, {2}});
+BENCHMARK(BM_TeacherInference)->ArgNames({"batch", "threads", "bf16"})->ArgsProduct({{1, 128, 256}, {2}, {0, 1}});
 
 }  // namespace
 

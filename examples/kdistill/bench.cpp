@@ -20,7 +20,7 @@ namespace {
 
 struct BenchArgs {
   std::string teacher, student, input_shape = "1,28,28", batches = "1,8,64,256", device = "cpu", data, json, csv;
-  std::string runtimes = "torch";
+  std::string runtimes = "torch", precision = "fp32";
   int threads = 0;
   int64_t iters = 1000;
   double min_seconds = 1.0;
@@ -38,8 +38,12 @@ int run_bench(const BenchArgs& a) {
   o.eigen = runtimes.find(",eigen,") != std::string::npos;
   check(o.torch || o.eigen, "--runtimes: expected a comma-separated subset of torch,eigen, got \"", a.runtimes, "\"");
   const auto device = parse_device(a.device);
-  auto teacher = Model::load_torchscript(a.teacher, device);
-  auto student = Model::load_torchscript(a.student, device);
+  const auto precision = parse_precision(a.precision, "--precision");
+  check(precision == Precision::kFloat32 || (!o.eigen && !a.optimize), "--precision bf16 measures LibTorch models "
+        "as they are: use it with --runtimes torch and without --optimize");
+  warn_if_bf16_is_slow(precision, device);
+  auto teacher = Model::load_torchscript(a.teacher, device).with_precision(precision);
+  auto student = Model::load_torchscript(a.student, device).with_precision(precision);
   const int64_t teacher_params = teacher.num_parameters(), student_params = student.num_parameters();
   if (a.optimize) {  // both, so that the speed-up compares like with like
     // The Eigen runtime is exported from the student's layers, which freezing removes.
@@ -51,6 +55,7 @@ int run_bench(const BenchArgs& a) {
   data::TensorDataset ds;
   if (!a.data.empty()) ds = data::load_spec(a.data, "test");
   auto report = bench::compare(teacher, student, o, a.data.empty() ? nullptr : &ds);
+  report.precision = to_string(precision);
   const std::string note = a.optimize ? " (optimized)" : "";
   report.models[0].second.params = teacher_params;  // freezing turns parameters into constants
   report.models[1].second.params = student_params;
@@ -87,6 +92,8 @@ Run add_bench(CLI::App& app) {
                                             "LibTorch-free runtime)")
       ->capture_default_str();
   app.add_option("--data", a->data, "Also measure accuracy and agreement on this data's test split");
+  app.add_option("--precision", a->precision, "fp32 or bf16: the precision both models compute in (accuracy with "
+                 "--data is measured in it too)")->capture_default_str();
   app.add_flag("--optimize", a->optimize,
                "Freeze both TorchScript models and run LibTorch's optimize_for_inference first, as for serving");
   app.add_option("--json", a->json, "Write the report JSON here");

@@ -39,10 +39,13 @@ struct DemoArgs {
   double bench_seconds = 0.5;
   std::string batches = "1,256";
   bool offline = false;
+  std::string precision = "fp32";
 };
 
 TrainerOptions common(const DemoArgs& a, int64_t epochs, double lr) {
+  const auto p = parse_precision(a.precision, "--precision");
   return TrainerOptions()
+      .precision(PrecisionOptions().teacher(p).student(p))
       .epochs(epochs)
       .batch_size(a.batch_size)
       .lr(lr)
@@ -74,6 +77,7 @@ int run_demo(const DemoArgs& a) {
   check(a.alpha >= 0 && a.alpha <= 1, "demo: --alpha must be in [0, 1], got ", a.alpha);
   check(a.lr > 0 && a.teacher_lr > 0, "demo: --lr and --teacher-lr must be > 0, got ", a.lr, " and ", a.teacher_lr);
   check(a.validation >= 0, "demo: --validation must be >= 0, got ", a.validation);
+  const auto precision = parse_precision(a.precision, "--precision");
   if (!a.report.empty()) {
     const auto dir = std::filesystem::absolute(a.report).parent_path();
     check(std::filesystem::is_directory(dir), "demo: --report: directory ", dir.string(), " does not exist");
@@ -127,6 +131,7 @@ int run_demo(const DemoArgs& a) {
     // The demo has no augmentation, so the teacher's logits for an image never change: one pass
     // replaces a forward per step, and the student sees the same targets.
     const auto start = std::chrono::steady_clock::now();
+    kd_teacher->set_precision(precision);
     kd_teacher = CachedTeacher::from_logits(compute_teacher_logits(*kd_teacher, transfer), "demo teacher");
     logits_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     logger()->info("--offline: the teacher's logits for {} images computed once in {:.1f} s", transfer.size(),
@@ -160,6 +165,7 @@ int run_demo(const DemoArgs& a) {
   bench::Report report;
   report.device = a.device;
   report.threads = torch::get_num_threads();
+  report.precision = to_string(precision);
   report.dataset_name = "fashion-mnist";
   report.train = train.size();
   report.test = eval.size();
@@ -171,7 +177,8 @@ int run_demo(const DemoArgs& a) {
                    {"student_kd", describe(kd_student, kd_result)}};
   Model* models[] = {&teacher, &scratch_student, &kd_student};
   for (size_t i = 0; i < 3; ++i) {
-    report.models[i].second.latency = bench::measure_model(*models[i], shape, batches, device, lat);
+    auto measured = models[i]->with_precision(precision);
+    report.models[i].second.latency = bench::measure_model(measured, shape, batches, device, lat);
   }
 
   std::cout << "\n" << bench::to_markdown(report) << "\n";
@@ -216,6 +223,8 @@ Run add_demo(CLI::App& app) {
   app.add_option("--validation", a->validation,
                  "Tuning: evaluate on the last N training images instead of the test set")
       ->capture_default_str();
+  app.add_option("--precision", a->precision, "fp32 or bf16: bf16 trains with bf16 compute on float32 weights, runs "
+                 "the teacher in bf16 and measures latency in bf16")->capture_default_str();
   app.add_flag("--offline", a->offline,
                "Compute the teacher's logits once and distil from them (the same targets: the demo has no "
                "augmentation); the distilled student's samples/s include that pass");

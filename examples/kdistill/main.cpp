@@ -25,6 +25,9 @@ int print_version() {
             << "blas " << info.blas_kind << " (" << (info.blas_library.empty() ? "not loaded" : info.blas_library) << ")\n"
             << "threads " << info.threads << " (OMP_WAIT_POLICY="
             << (std::getenv("OMP_WAIT_POLICY") ? std::getenv("OMP_WAIT_POLICY") : "unset") << ")\n"
+            << "cpu bf16 " << info.cpu_bf16
+            << (info.cpu_bf16 == "none" ? " (bf16 runs emulated: slower than fp32)" : " (--precision bf16 is fast here)")
+            << "\n"
             << "cuda " << (info.cuda_available ? "available" : "not available");
   for (const auto& d : info.cuda_devices) std::cout << " " << d;
   std::cout << "\n";

@@ -36,10 +36,12 @@ Run add_train(CLI::App& app) {
 
 Run add_cache_teacher(CLI::App& app) {
   struct Args {
-    std::string teacher, data, out, split = "train", device = "cpu";
+    std::string teacher, data, out, split = "train", device = "cpu", precision = "fp32";
     int64_t batch_size = 256;
   };
   auto a = std::make_shared<Args>();
+  app.add_option("--precision", a->precision, "fp32 or bf16 (the teacher's compute; logits are stored as float32)")
+      ->capture_default_str();
   app.add_option("--teacher", a->teacher, "TorchScript teacher")->required();
   app.add_option("--data", a->data, "Data: idx:DIR, hdf5:FILE[:FEATURES:LABELS] or a directory")->required();
   app.add_option("--out", a->out, "HDF5 file to write")->required();
@@ -48,8 +50,11 @@ Run add_cache_teacher(CLI::App& app) {
   app.add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
   return [a] {
     const auto device = parse_device(a->device);
+    const auto precision = parse_precision(a->precision, "--precision");
+    warn_if_bf16_is_slow(precision, device);
     auto dataset = data::load_spec(a->data, a->split);
     ModelTeacher teacher(Model::load_torchscript(a->teacher, device));
+    teacher.set_precision(precision);
     auto info = cache_teacher_logits(teacher, dataset, a->out, io::sha256_file(a->teacher), a->batch_size);
     std::cout << fmt::format("wrote {}: logits [{}, {}], data_sha256 {}\n", a->out, info.samples, info.classes,
                              info.data_sha256);

@@ -13,6 +13,7 @@
 #include "kdistill/bench/report.h"
 #include "kdistill/core/error.h"
 #include "kdistill/core/logging.h"
+#include "kdistill/core/precision.h"
 #include "kdistill/core/system.h"
 #include "kdistill/data/batch_iterator.h"
 #include "kdistill/data/eigen.h"

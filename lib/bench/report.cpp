@@ -52,6 +52,7 @@ std::string to_json(const Report& r) {
   j["torch_version"] = TORCH_VERSION;
   j["device"] = r.device;
   j["threads"] = r.threads;
+  j["precision"] = r.precision;
   if (!r.dataset_name.empty()) {
     ordered_json d = {{"name", r.dataset_name}};
     if (r.train >= 0) d["train"] = r.train;

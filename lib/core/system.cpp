@@ -12,6 +12,7 @@
 #include <torch/version.h>
 
 #include "kdistill/core/error.h"
+#include "kdistill/core/precision.h"
 #include "kdistill/version.h"
 
 namespace kdistill {
@@ -59,6 +60,7 @@ SystemInfo system_info() {
   info.blas_library = loaded_blas();
   info.blas_kind = blas_kind(info.blas_library);
   info.threads = torch::get_num_threads();
+  info.cpu_bf16 = cpu_bf16_support();
   info.cuda_available = torch::cuda::is_available();
   if (info.cuda_available) {
     for (int64_t i = 0; i < static_cast<int64_t>(torch::cuda::device_count()); ++i) {

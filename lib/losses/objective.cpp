@@ -118,8 +118,12 @@ HintObjective::HintObjective(HintOptions options) : options_(std::move(options))
 
 std::vector<LossTerm> HintObjective::terms(const StepContext& c) {
   const auto& o = options_;
-  auto fs = c.student_features.at(o.student_feature());
-  auto ft = c.teacher_features.at(o.teacher_feature()).detach();
+  // A bf16 student's features (autocast) are promoted: the adapter and the loss run in float32.
+  check(c.student_features.count(o.student_feature()) == 1 && c.teacher_features.count(o.teacher_feature()) == 1,
+        "hint: the step holds no student feature '", o.student_feature(), "' or teacher feature '",
+        o.teacher_feature(), "'");
+  auto fs = detail::promote(c.student_features.at(o.student_feature()));
+  auto ft = detail::promote(c.teacher_features.at(o.teacher_feature()).detach());
   torch::Tensor adapted;
   if (conv_) {
     check(fs.dim() == 4, "hint: the conv1x1 adapter needs a [B, C, H, W] student feature, '", o.student_feature(),

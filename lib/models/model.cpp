@@ -22,13 +22,14 @@ std::string first_line(const std::string& s) {
 
 Model::Model(std::shared_ptr<torch::nn::Module> module, std::function<torch::Tensor(const torch::Tensor&)> forward,
              std::string arch)
-    : module_(std::move(module)), forward_(std::move(forward)), arch_(std::move(arch)) {
+    : module_(std::move(module)), forward_(std::move(forward)), arch_(std::move(arch)), taps_(detail::make_tap_cache()) {
   check(module_ != nullptr, "Model: module is null");
   check(static_cast<bool>(forward_), "Model: forward function is empty");
 }
 
 Model::Model(torch::jit::Module module, std::string arch)
-    : script_(std::make_shared<torch::jit::Module>(std::move(module))), arch_(std::move(arch)) {}
+    : script_(std::make_shared<torch::jit::Module>(std::move(module))), arch_(std::move(arch)),
+      taps_(detail::make_tap_cache()) {}
 
 Model Model::load_torchscript(const std::string& path, const torch::Device& device) {
   check(std::filesystem::is_regular_file(path), "load_torchscript: ", path, " does not exist or is not a file");
@@ -54,7 +55,46 @@ Model Model::optimized_for_inference() const {
   }
 }
 
+namespace {
+
+torch::Tensor to_float(const torch::Tensor& t) {
+  return t.scalar_type() == torch::kBFloat16 ? t.to(torch::kFloat) : t;
+}
+
+}  // namespace
+
+Model Model::with_precision(Precision precision) const {
+  check(defined(), "Model::with_precision: the model is empty");
+  if (precision == Precision::kFloat32) return *this;
+  Model m;
+  if (script_) {
+    auto copy = script_->clone();
+    copy.to(torch::kBFloat16);
+    m = Model(copy, arch_);
+  } else if (auto seq = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(module_)) {
+    auto copy = std::dynamic_pointer_cast<torch::nn::SequentialImpl>(seq->clone());
+    copy->to(torch::kBFloat16);
+    m = Model(torch::nn::Sequential(copy), arch_);
+  } else {
+    m = *this;
+    m.taps_ = detail::make_tap_cache();
+    m.autocast_ = true;
+  }
+  m.train(is_training());
+  m.precision_ = precision;
+  return m;
+}
+
 torch::Tensor Model::forward(const torch::Tensor& input) {
+  if (precision_ == Precision::kFloat32) return raw_forward(input);
+  if (autocast_) {
+    AutocastGuard bf16(input.device(), precision_);
+    return to_float(raw_forward(input));
+  }
+  return to_float(raw_forward(input.is_floating_point() ? input.to(torch::kBFloat16) : input));
+}
+
+torch::Tensor Model::raw_forward(const torch::Tensor& input) {
   check(defined(), "Model::forward: the model is empty");
   if (script_) {
     auto out = script_->forward({input});

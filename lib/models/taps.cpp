@@ -29,6 +29,8 @@ struct TapCache {
   std::map<std::vector<std::string>, std::shared_ptr<torch::jit::GraphFunction>> script;
 };
 
+std::shared_ptr<TapCache> make_tap_cache() { return std::make_shared<TapCache>(); }
+
 }  // namespace detail
 
 namespace {
@@ -77,18 +79,26 @@ std::shared_ptr<jit::GraphFunction> build_script_taps(const Model& model, jit::M
   std::map<std::string, jit::Value*> found;
   // Inline, one at a time, the top-level calls that lead to a tapped submodule, until every name
   // is found or no call on a path is left.
+  // A call "leads to" a wanted name when its receiver is that name's prefix; any method of such a
+  // receiver may (self._forward_impl(x) in torchvision's ResNet), a submodule's forward on a
+  // strict prefix does. The output of a wanted submodule is its forward's return value.
+  auto leads_to = [&](const std::string& path, bool strict) {
+    return std::any_of(names.begin(), names.end(), [&](const std::string& w) {
+      return found.count(w) == 0 && (path.empty() || is_prefix(path, w) || (!strict && path == w));
+    });
+  };
   for (bool changed = true; changed;) {
     changed = false;
     for (auto* n : graph->nodes()) {
-      if (n->kind() != c10::prim::CallMethod || n->s(c10::attr::name) != "forward") continue;
+      if (n->kind() != c10::prim::CallMethod) continue;
       std::string path;
       if (!attr_path(n->input(0), self, path)) continue;
-      const bool wanted = std::find(names.begin(), names.end(), path) != names.end() && found.count(path) == 0;
-      const bool on_path = std::any_of(names.begin(), names.end(),
-                                       [&](const std::string& w) { return is_prefix(path, w) && found.count(w) == 0; });
-      if (on_path) {
+      const bool is_forward = n->s(c10::attr::name) == "forward";
+      const bool wanted = is_forward && found.count(path) == 0 &&
+                          std::find(names.begin(), names.end(), path) != names.end();
+      if (is_forward ? leads_to(path, /*strict=*/true) : leads_to(path, /*strict=*/false)) {
         auto cls = n->input(0)->type()->expect<c10::ClassType>();
-        auto& callee = jit::toGraphFunction(cls->getMethod("forward"));
+        auto& callee = jit::toGraphFunction(cls->getMethod(n->s(c10::attr::name)));
         auto outs = jit::inlineCallTo(n, &callee, callee.graph().get());
         if (wanted) found[path] = outs.at(0);
         changed = true;
@@ -130,7 +140,7 @@ struct RecordingChildImpl : torch::nn::Module {
     auto y = inner_.any_forward(x);
     auto* t = y.try_get<torch::Tensor>();
     check(t != nullptr, "forward_with_features: Sequential child '", name_, "' does not return a Tensor");
-    (*sink_)[name_] = *t;
+    (*sink_)[name_] = t->clone();  // a later in-place operation must not change the feature
     return *t;
   }
   torch::nn::AnyModule inner_;
@@ -157,30 +167,39 @@ class SequentialSwap {
   std::vector<std::tuple<torch::nn::SequentialImpl*, size_t, torch::nn::AnyModule>> saved_;
 };
 
-// What the RecordFunction callback of this thread watches.
+// What the RecordFunction callbacks of this thread watch. The operation's inputs are only valid
+// in the start callback (the dispatcher frees them before the end callback runs): the start
+// callback notes which watched modules a top-level operation reads, the end callback records its
+// output for them.
 struct ParamWatch {
   std::vector<std::pair<std::string, std::set<const c10::TensorImpl*>>> modules;
   std::map<std::string, torch::Tensor>* sink = nullptr;
   int depth = 0;
+  std::vector<const std::string*> pending;  // modules whose parameters the running top-level op reads
 };
 thread_local ParamWatch* t_watch = nullptr;
 
-std::unique_ptr<at::ObserverContext> on_op_start(const at::RecordFunction&) {
-  if (t_watch) ++t_watch->depth;
-  return nullptr;
-}
-
-void on_op_end(const at::RecordFunction& fn, at::ObserverContext*) {
-  if (!t_watch || t_watch->depth-- != 1) return;  // only operations the model's code called itself
-  const auto& outs = fn.outputs();
-  if (outs.empty() || !outs[0].isTensor()) return;
+std::unique_ptr<at::ObserverContext> on_op_start(const at::RecordFunction& fn) {
+  if (!t_watch || t_watch->depth++ != 0) return nullptr;  // only operations the model's code called itself
+  t_watch->pending.clear();
   for (const auto& in : fn.inputs()) {
     if (!in.isTensor() || !in.toTensor().defined()) continue;
     const auto* impl = in.toTensor().unsafeGetTensorImpl();
     for (const auto& [name, params] : t_watch->modules) {
-      if (params.count(impl)) (*t_watch->sink)[name] = outs[0].toTensor();
+      if (params.count(impl)) t_watch->pending.push_back(&name);
     }
   }
+  return nullptr;
+}
+
+void on_op_end(const at::RecordFunction& fn, at::ObserverContext*) {
+  if (!t_watch || --t_watch->depth != 0 || t_watch->pending.empty()) return;
+  const auto& outs = fn.outputs();
+  if (!outs.empty() && outs[0].isTensor()) {
+    // A copy, as for the other taps: a later in-place operation must not change the feature.
+    for (const auto* name : t_watch->pending) (*t_watch->sink)[*name] = outs[0].toTensor().clone();
+  }
+  t_watch->pending.clear();
 }
 
 class ParamWatchScope {
@@ -243,9 +262,24 @@ bool is_leaf_with_parameters(const torch::nn::Module& m) {
 }  // namespace
 
 ForwardOutput Model::forward_with_features(const torch::Tensor& input, const std::vector<std::string>& names) {
+  if (precision_ == Precision::kFloat32) return raw_forward_with_features(input, names);
+  ForwardOutput out;
+  if (autocast_) {
+    AutocastGuard bf16(input.device(), precision_);
+    out = raw_forward_with_features(input, names);
+  } else {
+    out = raw_forward_with_features(input.is_floating_point() ? input.to(torch::kBFloat16) : input, names);
+  }
+  auto to_float = [](const torch::Tensor& t) { return t.scalar_type() == torch::kBFloat16 ? t.to(torch::kFloat) : t; };
+  out.logits = to_float(out.logits);
+  for (auto& [name, f] : out.features) f = to_float(f);
+  return out;
+}
+
+ForwardOutput Model::raw_forward_with_features(const torch::Tensor& input, const std::vector<std::string>& names) {
   ForwardOutput out;
   if (names.empty()) {
-    out.logits = forward(input);
+    out.logits = raw_forward(input);
     return out;
   }
   check(defined(), "Model::forward_with_features: the model is empty");
@@ -254,7 +288,6 @@ ForwardOutput Model::forward_with_features(const torch::Tensor& input, const std
               names.begin() + static_cast<std::ptrdiff_t>(i),
           "forward_with_features: '", names[i], "' is asked for twice");
   }
-  if (!taps_) taps_ = std::make_shared<detail::TapCache>();
   if (script_) {
     std::shared_ptr<jit::GraphFunction> fn;
     {
@@ -265,6 +298,8 @@ ForwardOutput Model::forward_with_features(const torch::Tensor& input, const std
     }
     auto result = (*fn)({script_->_ivalue(), input});
     auto elems = result.toTupleRef().elements();
+    check(elems.at(0).isTensor(), "Model::forward_with_features: the TorchScript model returned a ",
+          elems.at(0).tagKind(), ", expected a Tensor");
     out.logits = elems.at(0).toTensor();
     for (size_t i = 0; i < names.size(); ++i) out.features[names[i]] = elems.at(i + 1).toTensor();
     return out;
@@ -290,10 +325,10 @@ ForwardOutput Model::forward_with_features(const torch::Tensor& input, const std
     }
   }
   if (watch.modules.empty()) {
-    out.logits = forward(input);
+    out.logits = raw_forward(input);
   } else {
     ParamWatchScope scope(&watch);
-    out.logits = forward(input);
+    out.logits = raw_forward(input);
   }
   for (const auto& name : names) {
     check(out.features.count(name) == 1, "forward_with_features: submodule '", name, "' of model '", arch_,

@@ -26,21 +26,34 @@ ModelTeacher::ModelTeacher(Model model) : model_(std::move(model)) {
   for (auto& p : model_.parameters()) p.set_requires_grad(false);
 }
 
-torch::Tensor ModelTeacher::logits(const torch::Tensor& inputs, const torch::Tensor&) {
-  torch::NoGradGuard no_grad;
-  const auto device = model_.device();
-  auto out = model_.forward(inputs.device() == device ? inputs : inputs.to(device));
-  return out.device() == inputs.device() ? out : out.to(inputs.device());
+namespace {
+
+// `t` on `device`, bf16 and fp16 as float32: a bf16 teacher returns float32 like every other.
+torch::Tensor back(const torch::Tensor& t, const torch::Device& device) {
+  const auto dt = t.scalar_type();
+  return t.to(device, dt == torch::kBFloat16 || dt == torch::kHalf ? torch::kFloat : dt);
+}
+
+}  // namespace
+
+void ModelTeacher::set_precision(Precision precision) {
+  compute_ = precision == Precision::kFloat32 ? Model() : model_.with_precision(precision);
+  if (compute_.defined()) compute_.eval();
+}
+
+torch::Tensor ModelTeacher::logits(const torch::Tensor& inputs, const torch::Tensor& indices) {
+  return outputs(inputs, indices).logits;
 }
 
 TeacherOutput ModelTeacher::outputs(const torch::Tensor& inputs, const torch::Tensor&,
                                     const std::vector<std::string>& features) {
   torch::NoGradGuard no_grad;
   const auto device = model_.device();
-  auto r = model_.forward_with_features(inputs.device() == device ? inputs : inputs.to(device), features);
+  auto x = inputs.device() == device ? inputs : inputs.to(device);
+  auto r = (compute_.defined() ? compute_ : model_).forward_with_features(x, features);
   TeacherOutput out;
-  out.logits = r.logits.device() == inputs.device() ? r.logits : r.logits.to(inputs.device());
-  for (auto& [name, f] : r.features) out.features[name] = f.device() == inputs.device() ? f : f.to(inputs.device());
+  out.logits = back(r.logits, inputs.device());
+  for (auto& [name, f] : r.features) out.features[name] = back(f, inputs.device());
   return out;
 }
 
@@ -53,7 +66,9 @@ CallableTeacher::CallableTeacher(std::function<torch::Tensor(const torch::Tensor
 
 torch::Tensor CallableTeacher::logits(const torch::Tensor& inputs, const torch::Tensor&) {
   torch::NoGradGuard no_grad;
-  return fn_(inputs);
+  if (precision_ == Precision::kFloat32) return fn_(inputs);
+  AutocastGuard bf16(inputs.device(), precision_);
+  return back(fn_(inputs), inputs.device());
 }
 
 EnsembleTeacher::EnsembleTeacher(std::vector<std::shared_ptr<Teacher>> members, std::vector<double> weights)
@@ -103,6 +118,10 @@ TeacherOutput EnsembleTeacher::outputs(const torch::Tensor& inputs, const torch:
 
 torch::Tensor EnsembleTeacher::logits(const torch::Tensor& inputs, const torch::Tensor& indices) {
   return outputs(inputs, indices).logits;
+}
+
+void EnsembleTeacher::set_precision(Precision precision) {
+  for (auto& m : members_) m->set_precision(precision);
 }
 
 int64_t EnsembleTeacher::num_parameters() const {

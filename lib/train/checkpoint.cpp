@@ -106,6 +106,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     fail("checkpoint ", path, " cannot be parsed: ", first_line(e.what_without_backtrace()));
   }
   for (const char* key : kRequiredMeta) check(c.meta.count(key) == 1, "checkpoint ", path, " lacks the field ", key);
+  c.meta.emplace("student_bf16", 0);  // written before precisions existed: float32
   return c;
 }
 

@@ -142,6 +142,7 @@ const char* const kKinds = "kd, ce, soft_ce, mse or hint";
 // One objective of the loss list (or the mapping form's one objective, `list` false).
 ObjectiveConfig read_objective(const Reader& r, const YAML::Node& n, const std::string& path, bool list) {
   ObjectiveConfig o;
+  o.alpha = list ? 1.0 : 0.9;  // the mapping form is Hinton's loss; in a list, ce is an entry of its own
   if (!n.IsMap()) r.keys(n, path, {});  // names the node's kind
   if (n["kind"]) o.kind = r.string(n["kind"], path + ".kind");
   else check(!list, r.origin(), ": ", path, ".kind: required (one of ", kKinds, ")");
@@ -247,7 +248,7 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
     fail(origin, ": line ", e.mark.line + 1, ": not valid YAML: ", e.msg);
   }
   Reader r(origin, base_dir);
-  r.keys(root, "", {"seed", "device", "threads", "data", "teacher", "student", "loss", "train", "output"});
+  r.keys(root, "", {"seed", "device", "threads", "data", "teacher", "student", "loss", "train", "precision", "output"});
   RunConfig c;
   c.train.progress(true);
   if (root["seed"]) c.seed = r.unsigned_integer(root["seed"], "seed");
@@ -305,6 +306,13 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
 
   if (const auto l = root["loss"]) read_loss(r, l, c);
   if (root["train"]) read_train(r, root["train"], c.train);
+  if (const auto p = root["precision"]) {
+    r.keys(p, "precision", {"teacher", "student"});
+    PrecisionOptions po;
+    if (p["teacher"]) po.teacher(parse_precision(r.string(p["teacher"], "precision.teacher"), origin + ": precision.teacher"));
+    if (p["student"]) po.student(parse_precision(r.string(p["student"], "precision.student"), origin + ": precision.student"));
+    c.train.precision(po);
+  }
   check(static_cast<bool>(root["output"]), origin, ": output: required (the run's output directory)");
   c.output = r.file(root["output"], "output");
   c.train.seed(c.seed).device(c.device).threads(c.threads);
@@ -372,6 +380,9 @@ std::string to_yaml(const RunConfig& c) {
       << "log_every" << YAML::Value << t.log_every() << YAML::Key << "eval_batch_size" << YAML::Value
       << t.eval_batch_size() << YAML::Key << "on_nonfinite" << YAML::Value << Text{t.on_nonfinite()};
   out << YAML::EndMap;
+  out << YAML::Key << "precision" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "teacher"
+      << YAML::Value << to_string(t.precision().teacher()) << YAML::Key << "student" << YAML::Value
+      << to_string(t.precision().student()) << YAML::EndMap;
   out << YAML::Key << "output" << YAML::Value << Text{c.output};
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";

@@ -76,10 +76,21 @@ void probe(Model& student, Teacher* teacher, Objective& objective, const data::T
   ctx.targets = train.targets().narrow(0, 0, rows).to(device);
   ctx.all_labelled = train.num_labelled() == train.size();
   std::vector<LossTerm> terms;
-  try {
-    terms = objective.terms(ctx);
-  } catch (const c10::Error& e) {
-    fail(kFit, ": the objective fails on a probe batch: ", first_line(e.what_without_backtrace()));
+  {
+    // In eval mode, like the models: the probe must not move an objective's state (batch-norm
+    // statistics in an adapter), or a resumed run would differ from an uninterrupted one.
+    const bool was_training = objective.is_training();
+    objective.eval();
+    try {
+      terms = objective.terms(ctx);
+    } catch (const c10::Error& e) {
+      objective.train(was_training);
+      fail(kFit, ": the objective fails on a probe batch: ", first_line(e.what_without_backtrace()));
+    } catch (...) {
+      objective.train(was_training);
+      throw;
+    }
+    objective.train(was_training);
   }
   check(!terms.empty(), kFit, ": the objective gives no loss term");
   std::set<std::string> names;

@@ -117,10 +117,17 @@ std::shared_ptr<Objective> make_hint(const ObjectiveConfig& o, const std::string
   torch::NoGradGuard no_grad;
   auto x = train.features().narrow(0, 0, 1).to(student.device());
   const bool was_training = student.is_training();
-  student.eval();
-  auto fs = student.forward_with_features(x, {o.student}).features.at(o.student);
-  student.train(was_training);
-  auto ft = teacher->outputs(x, torch::zeros({1}, torch::kLong), {o.teacher}).features.at(o.teacher);
+  torch::Tensor fs, ft;
+  try {
+    student.eval();
+    fs = student.forward_with_features(x, {o.student}).features.at(o.student);
+    student.train(was_training);
+    ft = teacher->outputs(x, torch::zeros({1}, torch::kLong), {o.teacher}).features.at(o.teacher);
+  } catch (const c10::Error& e) {
+    student.train(was_training);
+    fail(path, ": the models cannot run a training sample of shape ", x.sizes(), " to size the hint's adapter: ",
+         std::string(e.what_without_backtrace()).substr(0, std::string(e.what_without_backtrace()).find('\n')));
+  }
   check(o.adapter != "conv1x1" || (fs.dim() == 4 && ft.dim() == 4), path, ".adapter: conv1x1 needs [B, C, H, W] "
         "features; the student's is ", fs.sizes(), ", the teacher's ", ft.sizes(), " (use adapter: linear)");
   return std::make_shared<HintObjective>(HintOptions(o.student, o.teacher)

@@ -8,20 +8,27 @@
 
 namespace kdistill::detail {
 
-TrainStep::TrainStep(Model& student, Teacher* teacher, Objective& objective, std::vector<torch::Tensor> params)
+TrainStep::TrainStep(Model& student, Teacher* teacher, Objective& objective, std::vector<torch::Tensor> params,
+                     Precision student_precision, torch::Device device)
     : student_(student),
       teacher_(teacher),
       objective_(objective),
       params_(std::move(params)),
       student_features_(objective.student_features()),
-      teacher_features_(objective.teacher_features()) {}
+      teacher_features_(objective.teacher_features()),
+      precision_(student_precision),
+      device_(device) {}
 
 StepOutcome TrainStep::compute(const data::Batch& b, const TrainProgress& progress, bool all_labelled) {
   StepContext ctx;
-  auto out = student_.forward_with_features(b.inputs, student_features_);
-  ctx.student_logits = std::move(out.logits);
-  ctx.student_features = std::move(out.features);
-  if (teacher_) {
+  {
+    // The objectives run outside the region: losses and softmaxes in float32 (they promote).
+    AutocastGuard autocast(device_, precision_);
+    auto out = student_.forward_with_features(b.inputs, student_features_);
+    ctx.student_logits = std::move(out.logits);
+    ctx.student_features = std::move(out.features);
+  }
+  if (teacher_ && (objective_.needs_teacher() || !teacher_features_.empty())) {
     auto t = teacher_->outputs(b.inputs, b.indices, teacher_features_);
     ctx.teacher_logits = std::move(t.logits);
     ctx.member_logits = std::move(t.member_logits);

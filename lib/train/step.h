@@ -10,6 +10,7 @@
 #include <torch/optim/optimizer.h>
 #include <torch/types.h>
 
+#include "kdistill/core/precision.h"
 #include "kdistill/data/batch_iterator.h"
 #include "kdistill/losses/objective.h"
 #include "kdistill/models/model.h"
@@ -26,8 +27,10 @@ struct StepOutcome {
 
 class TrainStep {
  public:
-  /// `params` are what the optimizer updates (student and objective parameters).
-  TrainStep(Model& student, Teacher* teacher, Objective& objective, std::vector<torch::Tensor> params);
+  /// `params` are what the optimizer updates (student and objective parameters). With
+  /// `student_precision` bf16 the student's forward runs under bf16 autocast on `device`.
+  TrainStep(Model& student, Teacher* teacher, Objective& objective, std::vector<torch::Tensor> params,
+            Precision student_precision = Precision::kFloat32, torch::Device device = torch::kCPU);
 
   /// Forward (student with the objective's taps, teacher), the objective's terms, their weighted
   /// sum, and backward into zeroed gradients. Nothing is updated yet.
@@ -44,6 +47,8 @@ class TrainStep {
   Objective& objective_;
   std::vector<torch::Tensor> params_;
   std::vector<std::string> student_features_, teacher_features_;
+  Precision precision_;
+  torch::Device device_;
 };
 
 }  // namespace kdistill::detail

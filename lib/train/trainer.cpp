@@ -119,7 +119,8 @@ void DistillTrainer::save_checkpoint(const std::string& path) const {
                                                {"batch_size", options_.batch_size()},
                                                {"train_size", st.train_size},
                                                {"steps_per_epoch", st.steps_per_epoch},
-                                               {"threads", torch::get_num_threads()}};
+                                               {"threads", torch::get_num_threads()},
+                                               {"student_bf16", options_.precision().student() == Precision::kBFloat16}};
   detail::write_checkpoint(path, meta, student_, *objective_, optimizer_bytes(*st.optimizer));
 }
 
@@ -135,7 +136,9 @@ bool DistillTrainer::resume(const std::string& path_arg) {
   // Everything is parsed and checked before anything changes.
   auto ckpt = std::make_shared<detail::Checkpoint>(detail::read_checkpoint(path));
   detail::check_compatible(*ckpt, student_, *objective_,
-                           {{"seed", static_cast<int64_t>(options_.seed())}, {"batch_size", options_.batch_size()}});
+                           {{"seed", static_cast<int64_t>(options_.seed())},
+                            {"batch_size", options_.batch_size()},
+                            {"student_bf16", options_.precision().student() == Precision::kBFloat16}});
   // The optimizer is loaded into a fresh instance and swapped in only on success.
   auto optimizer = make_optimizer(options_, st.params);
   try {
@@ -172,6 +175,9 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
   const int64_t batch_size = options_.batch_size();
   detail::preflight(student_, teacher_.get(), *objective_, train, eval, batch_size, st.device);
   set_threads(options_.threads());
+  if (teacher_) teacher_->set_precision(options_.precision().teacher());
+  warn_if_bf16_is_slow(options_.precision().teacher(), st.device);
+  warn_if_bf16_is_slow(options_.precision().student(), st.device);
 
   const int64_t spe = (n + batch_size - 1) / batch_size;
   int64_t total = options_.epochs() * spe;
@@ -188,6 +194,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
     gen.set_state(st.checkpoint->rng);
+    st.checkpoint.reset();  // its tensors are in the student and the optimizer now
   } else {
     torch::manual_seed(data::mix_seed(options_.seed(), kInitStream));
   }
@@ -224,7 +231,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
                               .seed(data::mix_seed(options_.seed(), kShuffleStream))
                               .device(st.device);
   const bool all_labelled = train.num_labelled() == n;
-  detail::TrainStep step(student_, teacher_.get(), *objective_, st.params);
+  detail::TrainStep step(student_, teacher_.get(), *objective_, st.params, options_.precision().student(), st.device);
   detail::ProgressBar progress(options_.progress(), total);
   double total_seconds = 0;
   int64_t total_samples = 0;

@@ -170,6 +170,19 @@ TEST(Config, LossListErrorsNameTheKeyPath) {
             std::string::npos);
 }
 
+TEST(Config, Precision) {
+  const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
+  auto c = parse_config(base + "precision: {teacher: bf16}\n", "run.yaml", "/b");
+  EXPECT_EQ(c.train.precision().teacher(), Precision::kBFloat16);
+  EXPECT_EQ(c.train.precision().student(), Precision::kFloat32);
+  EXPECT_EQ(parse_config(to_yaml(c), "again", "/b").train.precision().teacher(), Precision::kBFloat16);
+  EXPECT_EQ(error_of(base + "precision: {student: fp64}\n"), "run.yaml: precision.student: expected fp32 or bf16, got \"fp64\"");
+  EXPECT_NE(error_of(base + "precision: {student: fp16}\n").find("fp16 is not supported: it needs dynamic loss scaling"),
+            std::string::npos);
+  EXPECT_NE(error_of(base + "precision: {teacher: bf16, optimizer: bf16}\n").find("precision.optimizer: unknown key"),
+            std::string::npos);
+}
+
 TEST(Config, TeacherEnsemble) {
   const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
   auto c = parse_config(base + "teacher: {ensemble: [{torchscript: a.pt, weight: 2}, {cache: b.h5}]}\n", "run.yaml",

@@ -92,10 +92,11 @@ std::shared_ptr<Objective> kd_with_hint() {
 int train_child(const std::vector<std::string>& args) {
   std::string out;
   int64_t kill_at = -1;
-  bool resume = false, hint = false;
+  bool resume = false, hint = false, bf16 = false;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--out") out = args.at(++i);
     else if (args[i] == "--hint") hint = true;
+    else if (args[i] == "--bf16") bf16 = true;
     else if (args[i] == "--kill-at-step") kill_at = std::stoll(args.at(++i));
     else if (args[i] == "--resume") resume = true;
     else if (args[i] == "--kill-in-write") {
@@ -110,6 +111,7 @@ int train_child(const std::vector<std::string>& args) {
   auto student = small_mlp(11, 3, 0.2);
   auto options = child_options(out);
   if (hint) options.objective(kd_with_hint());
+  if (bf16) options.precision(PrecisionOptions().teacher(Precision::kBFloat16).student(Precision::kBFloat16));
   DistillTrainer trainer(student, teacher, options);
   if (resume) trainer.resume();
   trainer.on_step([&](const StepInfo& s) {
@@ -239,6 +241,36 @@ TEST(Trainer, ResumeAfterSigkillIsBitwiseWithAnObjectiveThatOwnsParameters) {
   auto first = nlohmann::json::parse(lines.front());
   EXPECT_TRUE(first["terms"].contains("kd.kd") && first["terms"].contains("kd.ce") && first["terms"].contains("hint"))
       << lines.front();
+}
+
+// bf16 teacher and bf16 student compute: exact resume still holds for that precision, and the
+// weights, checkpoints and saved student stay float32.
+TEST(Trainer, ResumeAfterSigkillIsBitwiseInBf16) {
+  TempDir ref, killed;
+  const std::string exe = self_exe();
+  auto full = run(exe + " --child=train --bf16 --out " + ref.path());
+  ASSERT_EQ(full.status, 0) << full.err;
+  for (int kill : {11, 30}) {
+    auto r = run(exe + " --child=train --bf16 --resume --out " + killed.path() + " --kill-at-step " +
+                 std::to_string(kill));
+    ASSERT_EQ(r.status, 128 + SIGKILL) << "kill at " << kill << ": " << r.err;
+  }
+  auto done = run(exe + " --child=train --bf16 --resume --out " + killed.path());
+  ASSERT_EQ(done.status, 0) << done.err;
+  auto a = small_mlp(0, 3, 0.2), b = small_mlp(0, 3, 0.2), fp32 = small_mlp(0, 3, 0.2);
+  a.load_weights(ref / "final.pt");
+  b.load_weights(killed / "final.pt");
+  EXPECT_TRUE(same(snapshot(a), snapshot(b)));
+  for (auto& p : a.parameters()) EXPECT_EQ(p.scalar_type(), torch::kFloat);
+  // It trained in bf16: not the fp32 run's weights.
+  TempDir plain;
+  ASSERT_EQ(run(exe + " --child=train --out " + plain.path()).status, 0);
+  fp32.load_weights(plain / "final.pt");
+  EXPECT_FALSE(same(snapshot(a), snapshot(fp32)));
+  // A bf16 checkpoint does not resume an fp32 run.
+  DistillTrainer other(small_mlp(0, 3, 0.2), std::make_shared<ModelTeacher>(small_mlp(7)), child_options(plain.path()));
+  EXPECT_THAT(error_of([&] { other.resume(killed / "checkpoints/last.pt"); }),
+              ::testing::HasSubstr("was written with student_bf16 1, this run has student_bf16 0"));
 }
 
 // A checkpoint written without the objective's parameters does not fit a run that has them.

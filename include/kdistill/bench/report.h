@@ -23,6 +23,7 @@ struct ModelReport {
 struct Report {
   std::string device = "cpu";
   int threads = 0;
+  std::string precision = "fp32";  ///< what the models computed in: "fp32" or "bf16"
   std::string dataset_name;  ///< empty: no "dataset" entry
   int64_t train = -1, test = -1, labeled = -1;
   double temperature = -1, alpha = -1;  ///< negative: no "kd" entry

@@ -15,6 +15,7 @@ struct SystemInfo {
   std::string blas_library;      ///< resolved path of the BLAS library mapped into the process
   std::string blas_kind;         ///< "openblas", "reference", "mkl", "other" or "none"
   int threads = 1;               ///< `torch::get_num_threads()`
+  std::string cpu_bf16;          ///< the CPU's bf16 instructions: "amx_bf16", "avx512_bf16" or "none"
   bool cuda_available = false;   ///< whether LibTorch sees a usable CUDA device
   std::vector<std::string> cuda_devices;  ///< one name per CUDA device
 };

@@ -27,16 +27,20 @@ struct TrainProgress {
 
 /// Everything an objective sees at one training step.
 struct StepContext {
-  torch::Tensor student_logits;                           ///< `[B, C]`, with gradient
+  /// `[B, C]`, with gradient; bfloat16 when the student trains in bf16 (cast to float before any
+  /// softmax, as the built-in objectives do).
+  torch::Tensor student_logits;
   std::map<std::string, torch::Tensor> student_features;  ///< the student taps the objectives asked for
   torch::Tensor teacher_logits;                           ///< `[B, C]`; undefined without a teacher
   /// An ensemble's members' logits, `[B, C]` each, and their weights (summing to 1); empty for a
-  /// single teacher. `teacher_log_probs` uses them to soften each member at its own temperature.
+  /// single teacher. `teacher_log_probs` uses them to soften each member before averaging.
   std::vector<torch::Tensor> member_logits;
   std::vector<double> member_weights;
   std::map<std::string, torch::Tensor> teacher_features;  ///< the teacher taps the objectives asked for
   torch::Tensor targets;         ///< int64 `[B]`; -1 marks a sample without a label
-  torch::Tensor sample_weights;  ///< float `[B]` per-sample weights (0 masks a sample); undefined: all 1
+  /// float `[B]` per-sample weights (0 masks a sample); undefined: all 1. `DistillTrainer` leaves
+  /// it undefined; drivers and objectives that wrap others set it.
+  torch::Tensor sample_weights;
   bool all_labelled = false;     ///< no target is -1 (lets cross-entropy skip the masking)
   TrainProgress progress;
 };
@@ -53,7 +57,9 @@ struct LossTerm {
 ///   single teacher:  log softmax(t / T)
 ///   ensemble:        log sum_m w_m softmax(t_m / T)
 /// i.e. each member softened at T first, then averaged with its weight (not averaged at T = 1 and
-/// softened again). No gradient flows to the teacher.
+/// softened again). No gradient flows to the teacher. A cache made from an ensemble's `logits`
+/// holds the T = 1 mixture, so distilling from it at T != 1 gives other targets than the live
+/// ensemble.
 torch::Tensor teacher_log_probs(const StepContext& ctx, double temperature);
 
 /// A distillation objective: from one step's context to named loss terms.
@@ -103,7 +109,8 @@ class KDObjective : public Objective {
   explicit KDObjective(KDLossOptions options = {});
   std::vector<LossTerm> terms(const StepContext& ctx) override;
   bool needs_teacher() const override { return options_.alpha() > 0; }
-  bool needs_labels() const override { return options_.alpha() < 1; }
+  /// False: without labels the `ce` term is 0 (as in `kd_loss`), and the soft term still teaches.
+  bool needs_labels() const override { return false; }
   const KDLossOptions& options() const { return options_; }
 
  private:

@@ -12,10 +12,13 @@
 #include <torch/script.h>
 #include <torch/types.h>
 
+#include "kdistill/core/precision.h"
+
 namespace kdistill {
 
 namespace detail {
 struct TapCache;
+std::shared_ptr<TapCache> make_tap_cache();
 }
 
 /// A model's logits and the intermediate outputs ("features") asked for by name.
@@ -144,6 +147,24 @@ class Model {
   /// ```
   Model optimized_for_inference() const;
 
+  /// A copy that computes in `precision` and still takes and returns float32 tensors.
+  ///
+  /// bf16: TorchScript models and C++ `Sequential`s get a bfloat16 copy of their weights (inputs
+  /// are cast to bf16, outputs back to float32): measured fastest on CPUs with AVX512-BF16 (the
+  /// 784-1200-1200-10 MLP at batch 128: 3.9 ms fp32, 2.2 ms under autocast, 1.6 ms with bf16
+  /// weights, 2 threads). Other C++ modules cannot be copied generically and share this model's
+  /// weights under bf16 autocast. fp32: this model. For inference and teachers; train through
+  /// `TrainerOptions::precision`, which keeps float32 master weights.
+  ///
+  /// Example:
+  /// ```
+  /// auto fast = teacher.with_precision(kdistill::Precision::kBFloat16);
+  /// auto logits = fast.forward(x);   // float32 logits, bf16 compute
+  /// ```
+  Model with_precision(Precision precision) const;
+  /// The precision `forward` computes in.
+  Precision precision() const { return precision_; }
+
   /// The C++ module, or nullptr for a TorchScript model.
   std::shared_ptr<torch::nn::Module> module() const { return module_; }
   /// The TorchScript module, or nullptr for a C++ model.
@@ -155,6 +176,11 @@ class Model {
   std::shared_ptr<torch::jit::Module> script_;
   std::string arch_;
   std::shared_ptr<detail::TapCache> taps_;  // shared by copies: rewritten graphs by name set
+  Precision precision_ = Precision::kFloat32;
+  bool autocast_ = false;  // bf16 by autocast over float32 weights (no bf16 copy could be made)
+
+  torch::Tensor raw_forward(const torch::Tensor& input);
+  ForwardOutput raw_forward_with_features(const torch::Tensor& input, const std::vector<std::string>& names);
 };
 
 }  // namespace kdistill

@@ -8,6 +8,7 @@
 
 #include <torch/types.h>
 
+#include "kdistill/core/precision.h"
 #include "kdistill/models/model.h"
 
 namespace kdistill {
@@ -50,6 +51,9 @@ class Teacher {
   virtual int64_t num_parameters() const { return -1; }
   /// The feature names `outputs` accepts (empty for a teacher without taps).
   virtual std::vector<std::string> feature_names() const { return {}; }
+  /// The precision the teacher computes in from now on; logits and features are always returned
+  /// in float32. Teachers that compute nothing (a cache) ignore it.
+  virtual void set_precision(Precision precision) {}
 };
 
 /// A frozen teacher over a trained `Model`: eval mode, `requires_grad` off on every parameter,
@@ -70,11 +74,16 @@ class ModelTeacher : public Teacher {
   std::string describe() const override;
   int64_t num_parameters() const override { return model_.num_parameters(); }
   std::vector<std::string> feature_names() const override { return model_.feature_names(); }
-  /// The wrapped model (frozen).
+  /// bf16: the forward runs on `model().with_precision(bf16)` (a bfloat16 copy of the weights for
+  /// TorchScript models and C++ `Sequential`s, bf16 autocast for other C++ modules). The wrapped
+  /// model itself stays float32.
+  void set_precision(Precision precision) override;
+  /// The wrapped model (frozen, float32).
   Model& model() { return model_; }
 
  private:
   Model model_;
+  Model compute_;  // what runs the forward when the precision is not float32
 };
 
 /// A teacher given as any function from inputs to logits (an ensemble in another library, a
@@ -90,10 +99,13 @@ class CallableTeacher : public Teacher {
   CallableTeacher(std::function<torch::Tensor(const torch::Tensor&)> fn, std::string name = "callable");
   torch::Tensor logits(const torch::Tensor& inputs, const torch::Tensor& indices) override;
   std::string describe() const override { return name_; }
+  /// bf16: the function runs under bf16 autocast; its output is cast to float32.
+  void set_precision(Precision precision) override { precision_ = precision; }
 
  private:
   std::function<torch::Tensor(const torch::Tensor&)> fn_;
   std::string name_;
+  Precision precision_ = Precision::kFloat32;
 };
 
 /// A weighted ensemble of teachers: live models, logit caches, or both.
@@ -125,6 +137,8 @@ class EnsembleTeacher : public Teacher {
   std::string describe() const override;
   int64_t samples() const override { return samples_; }
   int64_t num_parameters() const override;
+  /// Sets every member's precision.
+  void set_precision(Precision precision) override;
   /// The normalised member weights.
   const std::vector<double>& weights() const { return weights_; }
 

@@ -25,7 +25,7 @@ struct ObjectiveConfig {
   std::string name;               ///< the term's name in metrics.jsonl; defaults to `kind`
   double weight = 1.0;
   double temperature = 4.0;       ///< kd, soft_ce
-  double alpha = 1.0;             ///< kd: its soft term's share (the list form's default is 1: add `ce` on its own)
+  double alpha = 1.0;             ///< kd: its soft term's share (default 1 in a list, where `ce` is its own entry; 0.9 in the mapping form)
   std::string student;            ///< hint: the student tap
   std::string teacher;            ///< hint: the teacher tap
   std::string adapter = "conv1x1";  ///< hint: conv1x1 or linear

@@ -9,6 +9,7 @@
 #include <torch/arg.h>
 #include <torch/types.h>
 
+#include "kdistill/core/precision.h"
 #include "kdistill/data/tensor_dataset.h"
 #include "kdistill/losses/kd_loss.h"
 #include "kdistill/losses/objective.h"
@@ -18,6 +19,21 @@
 #include "kdistill/teachers/teacher.h"
 
 namespace kdistill {
+
+/// The precisions of a run: the teacher's forward, and the student's compute.
+///
+/// Example:
+/// ```
+/// auto p = kdistill::PrecisionOptions().teacher(kdistill::Precision::kBFloat16);
+/// ```
+struct PrecisionOptions {
+  /// bf16: the teacher computes in bfloat16 (see `Teacher::set_precision`); its logits reach the
+  /// objectives in float32.
+  TORCH_ARG(Precision, teacher) = Precision::kFloat32;
+  /// bf16: the student's forward runs under bf16 autocast on float32 master weights; losses and
+  /// softmaxes run in float32; checkpoints and saved students stay float32.
+  TORCH_ARG(Precision, student) = Precision::kFloat32;
+};
 
 /// Options for `DistillTrainer`. Every field has a default; set the ones you need.
 ///
@@ -63,6 +79,8 @@ struct TrainerOptions {
   TORCH_ARG(KDLossOptions, loss) = {};
   /// The objective (named, weighted loss terms; see `Objective`). Null: built from `loss`.
   TORCH_ARG(std::shared_ptr<Objective>, objective) = nullptr;
+  /// Teacher and student precision (bf16 on CPUs with AVX512-BF16 or AMX, and on CUDA).
+  TORCH_ARG(PrecisionOptions, precision) = {};
   /// Where checkpoints and metrics.jsonl go; empty writes no files.
   TORCH_ARG(std::string, output_dir) = "";
   /// Write a checkpoint every N steps (0: only at the end of each epoch). Needs `output_dir`.
