@@ -5,6 +5,10 @@ MLP 784-64-10 from labels, the same student distilled from a live 784-1200-1200-
 (dropout 0.2, eval mode, no grad), and the teacher itself; batch 128, SGD (lr 0.01, momentum
 0.9), Fashion-MNIST-shaped random data, shuffled batches gathered with one index per batch.
 Also: batch-1 inference latency of the MLP-64 in eager mode. Prints one JSON object.
+
+--precision bf16 does what kdistill's bf16 does, as a PyTorch user would write it: the frozen KD
+teacher is converted to bfloat16 (`.to(torch.bfloat16)`, inputs cast, logits back to float32),
+and trained models run their forward under `torch.autocast("cpu", dtype=torch.bfloat16)`.
 """
 import argparse
 import json
@@ -29,7 +33,7 @@ def kd_loss(s, t, y, temperature=4.0, alpha=0.9):
     return alpha * soft + (1 - alpha) * F.cross_entropy(s, y)
 
 
-def train_rate(kind, steps, x, y):
+def train_rate(kind, steps, x, y, bf16=False):
     torch.manual_seed(1)
     teacher = mlp([1200, 1200], 0.2)
     student = teacher if kind == "teacher" else mlp([64])
@@ -38,6 +42,8 @@ def train_rate(kind, steps, x, y):
         frozen = mlp([1200, 1200], 0.2).eval()
         for p in frozen.parameters():
             p.requires_grad_(False)
+        if bf16:
+            frozen = frozen.to(torch.bfloat16)
     opt = torch.optim.SGD(student.parameters(), lr=0.01, momentum=0.9)
     student.train()
     order = torch.randperm(x.shape[0])
@@ -46,10 +52,15 @@ def train_rate(kind, steps, x, y):
     def step(i):
         idx = order[(i * batch) % (x.shape[0] - batch):][:batch]
         xb, yb = x[idx], y[idx]
-        out = student(xb)
+        if bf16 and kind != "kd":
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = student(xb)
+            out = out.float()
+        else:
+            out = student(xb)
         if frozen is not None:
             with torch.no_grad():
-                t = frozen(xb)
+                t = frozen(xb.bfloat16()).float() if bf16 else frozen(xb)
             loss = kd_loss(out, t, yb)
         else:
             loss = F.cross_entropy(out, yb)
@@ -86,7 +97,9 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32")
     args = ap.parse_args()
+    bf16 = args.precision == "bf16"
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     x = torch.randn(60000, 1, 28, 28)
@@ -94,10 +107,11 @@ def main():
     result = {
         "torch_version": torch.__version__,
         "threads": torch.get_num_threads(),
+        "precision": args.precision,
         "train_samples_per_s": {
-            "student_scratch": train_rate("scratch", args.steps * 4, x, y),
-            "student_kd": train_rate("kd", args.steps, x, y),
-            "teacher": train_rate("teacher", args.steps // 2, x, y),
+            "student_scratch": train_rate("scratch", args.steps * 4, x, y, bf16),
+            "student_kd": train_rate("kd", args.steps, x, y, bf16),
+            "teacher": train_rate("teacher", args.steps // 2, x, y, bf16),
         },
         "mlp64_batch1_us": batch1_latency_us(5000),
     }

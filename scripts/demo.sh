@@ -3,7 +3,7 @@
 # Extra arguments go to `kdistill demo` (see `build/kdistill demo --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-# Passive OpenMP waiting: spinning threads made 2-thread runs 2-3x slower on shared machines.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# OpenMP waiting: the kdistill command waits actively unless OMP_WAIT_POLICY is set (fastest on a
+# machine given to this job); on a shared machine run with OMP_WAIT_POLICY=passive.
 bash scripts/build.sh
 exec "${KDISTILL_BUILD_DIR:-build}/kdistill" demo "$@"

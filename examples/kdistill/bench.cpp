@@ -42,8 +42,10 @@ int run_bench(const BenchArgs& a) {
   check(precision == Precision::kFloat32 || (!o.eigen && !a.optimize), "--precision bf16 measures LibTorch models "
         "as they are: use it with --runtimes torch and without --optimize");
   warn_if_bf16_is_slow(precision, device);
-  auto teacher = Model::load_torchscript(a.teacher, device).with_precision(precision);
-  auto student = Model::load_torchscript(a.student, device).with_precision(precision);
+  auto teacher_fp32 = Model::load_torchscript(a.teacher, device);
+  auto student_fp32 = Model::load_torchscript(a.student, device);
+  auto teacher = teacher_fp32.with_precision(precision);
+  auto student = student_fp32.with_precision(precision);
   const int64_t teacher_params = teacher.num_parameters(), student_params = student.num_parameters();
   if (a.optimize) {  // both, so that the speed-up compares like with like
     // The Eigen runtime is exported from the student's layers, which freezing removes.
@@ -56,6 +58,15 @@ int run_bench(const BenchArgs& a) {
   if (!a.data.empty()) ds = data::load_spec(a.data, "test");
   auto report = bench::compare(teacher, student, o, a.data.empty() ? nullptr : &ds);
   report.precision = to_string(precision);
+  if (precision != Precision::kFloat32 && !a.data.empty()) {
+    // bf16 serving is a deployment choice: each model's accuracy against itself in fp32.
+    Model* pairs[][2] = {{&teacher_fp32, &teacher}, {&student_fp32, &student}};
+    for (size_t i = 0; i < 2; ++i) {
+      auto fp32 = predict(*pairs[i][0], ds), low = predict(*pairs[i][1], ds);
+      report.models[i].second.accuracy_fp32 = metrics::accuracy(fp32, ds.targets());
+      report.models[i].second.agreement_with_fp32 = metrics::agreement(low, fp32);
+    }
+  }
   const std::string note = a.optimize ? " (optimized)" : "";
   report.models[0].second.params = teacher_params;  // freezing turns parameters into constants
   report.models[1].second.params = student_params;

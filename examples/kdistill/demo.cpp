@@ -179,6 +179,14 @@ int run_demo(const DemoArgs& a) {
   for (size_t i = 0; i < 3; ++i) {
     auto measured = models[i]->with_precision(precision);
     report.models[i].second.latency = bench::measure_model(measured, shape, batches, device, lat);
+    if (precision != Precision::kFloat32) {
+      // bf16 serving is a deployment choice: its accuracy against the same model in fp32.
+      auto fp32 = predict(*models[i], eval), low = predict(measured, eval);
+      auto& m = report.models[i].second;
+      m.accuracy_fp32 = metrics::accuracy(fp32, eval.targets());
+      m.accuracy = metrics::accuracy(low, eval.targets());
+      m.agreement_with_fp32 = metrics::agreement(low, fp32);
+    }
   }
 
   std::cout << "\n" << bench::to_markdown(report) << "\n";

@@ -49,18 +49,19 @@ std::string one_line(std::string s) {
 
 }  // namespace
 
-// libgomp reads OMP_WAIT_POLICY once, when it is loaded. Its default (spinning) made 2-thread
-// training 2-3x slower than 1 thread on the shared 2-core machines kdistill is measured on;
-// passive waiting restored the expected speed. Unless the user chose a policy, start again with
-// passive waiting.
-void prefer_passive_openmp(char** argv) {
+// libgomp reads OMP_WAIT_POLICY once, when it is loaded. Measured on an idle 2-core machine
+// (bench/results/omp_policy_cpu.json), active waiting trains 1.02-1.37x faster than passive; with
+// one other busy process it is 1.5-3x slower. A training machine given to one job is the common
+// case, so unless the user chose a policy, start again with active waiting. On a shared machine
+// set OMP_WAIT_POLICY=passive.
+void prefer_active_openmp(char** argv) {
   if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  ::setenv("OMP_WAIT_POLICY", "passive", 1);
+  ::setenv("OMP_WAIT_POLICY", "active", 1);
   ::execv("/proc/self/exe", argv);  // returns only on failure: then go on as we are
 }
 
 int main(int argc, char** argv) {
-  prefer_passive_openmp(argv);
+  prefer_active_openmp(argv);
   kdistill::tune_allocator();  // keep step buffers instead of faulting them in again every step
   CLI::App app{"kdistill: knowledge distillation on LibTorch, with measurements", "kdistill"};
   app.set_help_all_flag("--help-all", "Show help for every subcommand");

@@ -1,6 +1,7 @@
 // `kdistill train`, `kdistill cache-teacher` and `kdistill eval`: configured runs, offline
 // teacher logits, and evaluation of saved models.
 #include <iostream>
+#include <thread>
 #include <memory>
 
 #include <fmt/format.h>
@@ -38,10 +39,13 @@ Run add_cache_teacher(CLI::App& app) {
   struct Args {
     std::string teacher, data, out, split = "train", device = "cpu", precision = "fp32";
     int64_t batch_size = 256;
+    int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   };
   auto a = std::make_shared<Args>();
   app.add_option("--precision", a->precision, "fp32 or bf16 (the teacher's compute; logits are stored as float32)")
       ->capture_default_str();
+  app.add_option("--threads", a->threads, "Intra-op threads (default: every core)")->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   app.add_option("--teacher", a->teacher, "TorchScript teacher")->required();
   app.add_option("--data", a->data, "Data: idx:DIR, hdf5:FILE[:FEATURES:LABELS] or a directory")->required();
   app.add_option("--out", a->out, "HDF5 file to write")->required();
@@ -52,6 +56,7 @@ Run add_cache_teacher(CLI::App& app) {
     const auto device = parse_device(a->device);
     const auto precision = parse_precision(a->precision, "--precision");
     warn_if_bf16_is_slow(precision, device);
+    set_threads(a->threads);
     auto dataset = data::load_spec(a->data, a->split);
     ModelTeacher teacher(Model::load_torchscript(a->teacher, device));
     teacher.set_precision(precision);

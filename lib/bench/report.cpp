@@ -68,6 +68,8 @@ std::string to_json(const Report& r) {
     if (m.agreement >= 0) e["agreement"] = m.agreement;
     if (m.train_samples_per_s >= 0) e["train_samples_per_s"] = m.train_samples_per_s;
     if (m.size_bytes >= 0) e["size_bytes"] = m.size_bytes;
+    if (m.accuracy_fp32 >= 0) e["accuracy_fp32"] = m.accuracy_fp32;
+    if (m.agreement_with_fp32 >= 0) e["agreement_with_fp32"] = m.agreement_with_fp32;
     ordered_json lat = ordered_json::object();
     for (const auto& l : m.latency) {
       lat[std::to_string(l.batch)] = {{"p50", l.p50_ms},   {"p90", l.p90_ms},   {"p99", l.p99_ms},

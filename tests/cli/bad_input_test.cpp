@@ -98,6 +98,16 @@ const std::vector<Case>& catalogue() {
                                                                data::write_idx(m + "/t10k-labels-idx1-ubyte.gz", torch::full({200}, 7, torch::kUInt8));
                                                                return "demo --data " + m; }, 1, "label 7 is outside [0, 3)"},
       {"cuda without a GPU", false, [](auto&, auto&) { return "demo --device cuda"; }, 1, "no CUDA device"},
+      {"demo in fp16", false, [](auto&, auto&) { return "demo --precision fp16"; }, 1,
+       "--precision: fp16 is not supported: it needs dynamic loss scaling"},
+      {"cache-teacher in fp64", true, [](auto& d, auto& fx) {
+         return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --precision fp64"; },
+       1, "--precision: expected fp32 or bf16, got \"fp64\""},
+      {"bench bf16 with the Eigen runtime", true, [](auto& d, auto& fx) {
+         return "bench --teacher " + fx + "/teacher.pt --student " + fx + "/student.pt --input-shape 8 --batch 1 --runtimes eigen --precision bf16"; },
+       1, "--precision bf16 measures LibTorch models as they are"},
+      {"precision fp16 in config", true, [](auto& d, auto& fx) { return config(d, fx, "precision: {teacher: fp16}\n"); }, 1,
+       "precision.teacher: fp16 is not supported"},
       {"cuda:7", false, [](auto&, auto&) { return "demo --device cuda:7"; }, 1, "cuda:7"},
       {"unknown device", false, [](auto&, auto&) { return "demo --device tpu"; }, 1, "expected cpu, cuda or cuda:N, got \"tpu\""},
       {"unknown student spec", false, [](auto& d, auto&) { return "demo --data " + mnist(d) + " --student rnn:8"; }, 1, "rnn:8"},

@@ -7,9 +7,12 @@
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
+#include "kdistill/core/precision.h"
 #include "kdistill/data/idx.h"
 #include "kdistill/io/atomic_file.h"
+#include "kdistill/teachers/cache.h"
 #include "cli/cli_support.h"
+#include "fixtures/fixtures.h"
 
 namespace kdistill::test {
 namespace {
@@ -36,6 +39,10 @@ TEST(Cli, VersionTellsVersionsBlasAndCuda) {
   EXPECT_NE(o.out.find("libtorch "), std::string::npos);
   EXPECT_NE(o.out.find("blas "), std::string::npos);
   EXPECT_NE(o.out.find("threads "), std::string::npos);
+  EXPECT_NE(o.out.find("cpu bf16 " + kdistill::cpu_bf16_support()), std::string::npos) << o.out;
+  // Unless the user chose, the command waits actively in OpenMP (fastest on a machine of its own).
+  auto fresh = run("env -u OMP_WAIT_POLICY " + std::string(KDISTILL_CLI) + " --version");
+  EXPECT_NE(fresh.out.find("OMP_WAIT_POLICY=active"), std::string::npos) << fresh.out;
   EXPECT_NE(o.out.find(torch::cuda::is_available() ? "cuda available" : "cuda not available"), std::string::npos);
   // The BLAS named is the one libblas.so.3 resolves to on this machine.
   auto blas = run("readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3");
@@ -187,6 +194,36 @@ TEST(Cli, BenchMeasuresTwoTorchScriptModelsAndOptimizesThemOnRequest) {
   auto mixed = cli(common + " --optimize --runtimes torch,eigen");
   EXPECT_EQ(mixed.status, 1);
   expect_one_error_line(mixed, "--optimize measures LibTorch models only");
+}
+
+// bf16 serving: both models measured in bf16, and with --data each one's accuracy also in fp32
+// and its bf16-fp32 agreement; the cache-teacher command stores float32 logits from a bf16 teacher
+// that agree with the fp32 teacher's.
+TEST(Cli, BenchAndCacheTeacherInBf16) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  auto o = cli("bench --teacher " + fx + "/teacher.pt --student " + fx + "/student.pt --input-shape 8 --batch 1,4 "
+               "--iters 20 --min-seconds 0.01 --threads 1 --runtimes torch --precision bf16 --data hdf5:" + fx +
+               "/test.h5 --json " + (dir / "bf16.json"));
+  ASSERT_EQ(o.status, 0) << o.err;
+  auto report = nlohmann::json::parse(io::read_file(dir / "bf16.json"));
+  EXPECT_EQ(report["precision"], "bf16");
+  for (const char* m : {"teacher", "student"}) {
+    const auto& e = report["models"][m];
+    ASSERT_TRUE(e.contains("accuracy_fp32") && e.contains("agreement_with_fp32")) << report.dump();
+    EXPECT_GT(e["agreement_with_fp32"].get<double>(), 0.95) << m;
+    EXPECT_NEAR(e["accuracy"].get<double>(), e["accuracy_fp32"].get<double>(), 0.05) << m;
+  }
+  for (const char* p : {"fp32", "bf16"}) {
+    auto c = cli("cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/test.h5 --out " +
+                 (dir / (std::string(p) + ".h5")) + " --precision " + p);
+    ASSERT_EQ(c.status, 0) << c.err;
+  }
+  auto a = CachedTeacher(dir / "fp32.h5").all(), b = CachedTeacher(dir / "bf16.h5").all();
+  EXPECT_EQ(b.scalar_type(), torch::kFloat);
+  EXPECT_FALSE(a.equal(b));  // it did compute in bf16
+  EXPECT_GT((a.argmax(1) == b.argmax(1)).to(torch::kDouble).mean().item<double>(), 0.97);
 }
 
 }  // namespace kdistill::test

@@ -114,4 +114,15 @@ TEST(Precision, Bf16TeacherReturnsFloat32LogitsAndKeepsItsModel) {
   EXPECT_TRUE(teacher.logits(x, idx).equal(fp32));
 }
 
+TEST(Precision, AutocastOnCuda_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: the bf16 autocast region on CUDA is not tested here";
+  auto a = torch::randn({4, 8}, torch::kCUDA), b = torch::randn({8, 3}, torch::kCUDA);
+  {
+    AutocastGuard bf16(torch::kCUDA, Precision::kBFloat16);
+    EXPECT_EQ(torch::mm(a, b).scalar_type(), torch::kBFloat16);
+    EXPECT_EQ(torch::mm(a.cpu(), b.cpu()).scalar_type(), torch::kFloat);  // only the CUDA region
+  }
+  EXPECT_EQ(torch::mm(a, b).scalar_type(), torch::kFloat);
+}
+
 }  // namespace kdistill::test

@@ -16,6 +16,10 @@ struct ModelReport {
   double agreement = -1;            ///< top-1 agreement with the teacher
   double train_samples_per_s = -1;
   int64_t size_bytes = -1;          ///< serialized model size
+  /// When the report's precision is bf16: the same model's accuracy computed in fp32, and the
+  /// top-1 agreement between its bf16 and fp32 predictions (-1: not measured).
+  double accuracy_fp32 = -1;
+  double agreement_with_fp32 = -1;
   std::vector<LatencyStats> latency;
 };
 
