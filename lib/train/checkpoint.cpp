@@ -73,7 +73,8 @@ NamedTensors named_parameters(const Objective& objective) { return from_items(ob
 NamedTensors named_buffers(const Objective& objective) { return from_items(objective.named_buffers(true)); }
 
 void write_checkpoint(const std::string& path, const std::map<std::string, int64_t>& meta, const Model& student,
-                      const Objective& objective, const std::string& optimizer_bytes) {
+                      const Objective& objective, const std::string& optimizer_bytes,
+                      const std::string& objective_terms) {
   c10::Dict<std::string, int64_t> m;
   for (const auto& [k, v] : meta) m.insert(k, v);
   c10::impl::GenericDict payload(c10::StringType::get(), c10::AnyType::get());
@@ -84,6 +85,7 @@ void write_checkpoint(const std::string& path, const std::map<std::string, int64
   put(payload, "objective_param", named_parameters(objective));
   put(payload, "objective_buffer", named_buffers(objective));
   payload.insert("optimizer", bytes_to_tensor(optimizer_bytes));
+  payload.insert("objective_terms", objective_terms);
   payload.insert("rng", at::detail::getDefaultCPUGenerator().get_state());
   write_checked_file(path, kMagic, torch::pickle_save(payload));
 }
@@ -101,6 +103,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.objective_params = get(root, "objective_param", false);
     c.objective_buffers = get(root, "objective_buffer", false);
     c.optimizer = tensor_to_bytes(root.at("optimizer").toTensor());
+    if (root.contains("objective_terms")) c.objective_terms = root.at("objective_terms").toStringRef();
     c.rng = root.at("rng").toTensor();
   } catch (const c10::Error& e) {
     fail("checkpoint ", path, " cannot be parsed: ", first_line(e.what_without_backtrace()));

@@ -26,6 +26,7 @@ struct Checkpoint {
   NamedTensors params, buffers;                      ///< the student's
   NamedTensors objective_params, objective_buffers;  ///< the objective's (empty in files from before objectives)
   std::string optimizer;                             ///< a serialized optimizer archive
+  std::string objective_terms;                       ///< the objective's term names; empty in older files
   torch::Tensor rng;                                 ///< LibTorch's CPU generator state
 };
 
@@ -35,7 +36,8 @@ NamedTensors named_buffers(const Objective& objective);
 
 /// Writes a checkpoint atomically to `path`.
 void write_checkpoint(const std::string& path, const std::map<std::string, int64_t>& meta, const Model& student,
-                      const Objective& objective, const std::string& optimizer_bytes);
+                      const Objective& objective, const std::string& optimizer_bytes,
+                      const std::string& objective_terms);
 
 /// Reads and parses `path`; throws `kdistill::Error` naming the file when it is corrupt, truncated,
 /// of another format or lacks a field.

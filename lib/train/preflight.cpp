@@ -36,8 +36,8 @@ class ModeGuard {
   bool was_;
 };
 
-void probe(Model& student, Teacher* teacher, Objective& objective, const data::TensorDataset& train,
-           const torch::Device& device) {
+std::string probe(Model& student, Teacher* teacher, Objective& objective, const data::TensorDataset& train,
+                  const torch::Device& device) {
   torch::NoGradGuard no_grad;
   const int64_t classes = train.num_classes();
   const int64_t rows = std::min<int64_t>(2, train.size());
@@ -101,6 +101,9 @@ void probe(Model& student, Teacher* teacher, Objective& objective, const data::T
           "' is not a scalar (shape ", term.value.defined() ? term.value.sizes() : torch::IntArrayRef{}, ")");
     check(std::isfinite(term.weight), kFit, ": loss term '", term.name, "' has weight ", term.weight);
   }
+  std::string joined;
+  for (const auto& term : terms) joined += (joined.empty() ? "" : ",") + term.name;
+  return joined;
 }
 
 }  // namespace
@@ -139,7 +142,7 @@ void validate_options(const TrainerOptions& o) {
         l.ignore_index());
 }
 
-void preflight(Model& student, Teacher* teacher, Objective& objective, const data::TensorDataset& train,
+std::string preflight(Model& student, Teacher* teacher, Objective& objective, const data::TensorDataset& train,
                const data::TensorDataset* eval, int64_t batch_size, const torch::Device& device) {
   const int64_t n = train.size();
   check(n > 0, kFit, ": the training set '", train.name(), "' is empty");
@@ -164,7 +167,7 @@ void preflight(Model& student, Teacher* teacher, Objective& objective, const dat
     check(eval->num_classes() <= train.num_classes(), kFit, ": the evaluation set has ", eval->num_classes(),
           " classes, the training set ", train.num_classes());
   }
-  probe(student, teacher, objective, train, device);
+  return probe(student, teacher, objective, train, device);
 }
 
 }  // namespace kdistill::detail

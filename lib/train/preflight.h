@@ -16,8 +16,9 @@ void validate_options(const TrainerOptions& options);
 /// Checks `train` (and `eval`) against the student, the teacher and the objective: sizes, finite
 /// features, label and teacher needs, a teacher's row count, and a probe of two samples through
 /// the student's and teacher's forward (with the taps the objective asks for) and the objective.
-/// Leaves the student's training mode as it was.
-void preflight(Model& student, Teacher* teacher, Objective& objective, const data::TensorDataset& train,
+/// Leaves the student's training mode as it was. Returns the names of the objective's terms on the
+/// probe batch, comma-separated (what a checkpoint records of the objective).
+std::string preflight(Model& student, Teacher* teacher, Objective& objective, const data::TensorDataset& train,
                const data::TensorDataset* eval, int64_t batch_size, const torch::Device& device);
 
 /// The first line of a LibTorch error (its backtrace left out).

@@ -84,6 +84,7 @@ struct DistillTrainer::State {
   int64_t resumed_from = -1;
   bool resume_attempted = false;
   std::shared_ptr<detail::Checkpoint> checkpoint;  // the one resumed from, until fit() checks it against the data
+  std::string objective_terms;                     // the objective's term names, from the probe
   double current_lr = -1;
   std::function<void(const StepInfo&)> step_cb;
   std::function<void(const EpochMetrics&)> epoch_cb;
@@ -121,7 +122,7 @@ void DistillTrainer::save_checkpoint(const std::string& path) const {
                                                {"steps_per_epoch", st.steps_per_epoch},
                                                {"threads", torch::get_num_threads()},
                                                {"student_bf16", options_.precision().student() == Precision::kBFloat16}};
-  detail::write_checkpoint(path, meta, student_, *objective_, optimizer_bytes(*st.optimizer));
+  detail::write_checkpoint(path, meta, student_, *objective_, optimizer_bytes(*st.optimizer), st.objective_terms);
 }
 
 bool DistillTrainer::resume(const std::string& path_arg) {
@@ -173,7 +174,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
   constexpr const char* fn = "DistillTrainer::fit";
   const int64_t n = train.size();
   const int64_t batch_size = options_.batch_size();
-  detail::preflight(student_, teacher_.get(), *objective_, train, eval, batch_size, st.device);
+  st.objective_terms = detail::preflight(student_, teacher_.get(), *objective_, train, eval, batch_size, st.device);
   set_threads(options_.threads());
   if (teacher_) teacher_->set_precision(options_.precision().teacher());
   warn_if_bf16_is_slow(options_.precision().teacher(), st.device);
@@ -186,6 +187,9 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
   st.steps_per_epoch = spe;
   const bool resumed = st.resumed_from >= 0;
   if (resumed) {
+    const auto& was = st.checkpoint->objective_terms;
+    check(was.empty() || was == st.objective_terms, fn, ": checkpoint ", st.checkpoint->path,
+          " was written by an objective with the terms [", was, "], this run's has [", st.objective_terms, "]");
     detail::check_compatible(*st.checkpoint, student_, *objective_,
                              {{"seed", static_cast<int64_t>(options_.seed())},
                               {"batch_size", batch_size},

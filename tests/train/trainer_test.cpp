@@ -273,6 +273,21 @@ TEST(Trainer, ResumeAfterSigkillIsBitwiseInBf16) {
               ::testing::HasSubstr("was written with student_bf16 1, this run has student_bf16 0"));
 }
 
+// A checkpoint records its objective's terms: another objective (here without parameters, so the
+// tensors alone would match) is refused at fit().
+TEST(Trainer, CheckpointOfAnObjectiveWithOtherTermsIsRefused) {
+  TempDir dir;
+  auto train = synthetic(200, 1);
+  auto teacher = std::make_shared<ModelTeacher>(small_mlp(7));
+  DistillTrainer(small_mlp(3), teacher, quiet().epochs(2).max_steps(3).output_dir(dir.path()).checkpoint_every(2))
+      .fit(train);
+  DistillTrainer mse(small_mlp(3), teacher,
+                     quiet().epochs(2).output_dir(dir.path()).objective(std::make_shared<LogitMSEObjective>()));
+  ASSERT_TRUE(mse.resume());
+  EXPECT_THAT(error_of([&] { mse.fit(train); }),
+              ::testing::HasSubstr("was written by an objective with the terms [kd,ce], this run's has [mse]"));
+}
+
 // A checkpoint written without the objective's parameters does not fit a run that has them.
 TEST(Trainer, CheckpointOfAnotherObjectiveIsRefused) {
   TempDir dir;
