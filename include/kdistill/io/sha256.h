@@ -3,11 +3,14 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 
 namespace kdistill::io {
 
 /// Incremental SHA-256 (FIPS 180-4), for file hashes in manifests and checkpoint checksums.
+/// Computed by OpenSSL's libcrypto (EVP), which uses the CPU's SHA instructions where it has them.
+/// Movable, not copyable.
 ///
 /// Example:
 /// ```
@@ -16,6 +19,9 @@ namespace kdistill::io {
 class Sha256 {
  public:
   Sha256();
+  ~Sha256();
+  Sha256(Sha256&&) noexcept;
+  Sha256& operator=(Sha256&&) noexcept;
   /// Feeds `size` bytes.
   void update(const void* data, size_t size);
   /// The 32-byte digest; call once, after the last `update`.
@@ -24,11 +30,8 @@ class Sha256 {
   std::string hex_digest();
 
  private:
-  void block(const uint8_t* p);
-  std::array<uint32_t, 8> h_;
-  std::array<uint8_t, 64> buffer_{};
-  size_t buffered_ = 0;
-  uint64_t length_ = 0;
+  struct Context;  // OpenSSL's EVP_MD_CTX, kept out of this header
+  std::unique_ptr<Context> ctx_;
 };
 
 /// SHA-256 of a byte string, as hex.
