@@ -85,7 +85,7 @@ void run_steps(benchmark::State& state, kdistill::Model& student, const std::sha
 
 // kind 0: student from labels; 1: student distilled from a live teacher; 2: the teacher;
 // 3: student distilled from cached teacher logits.
-void BM_TrainSteps(benchmark::State& state) {
+void run_kind(benchmark::State& state, const kdistill::PrecisionOptions& precision) {
   const int kind = static_cast<int>(state.range(0));
   torch::manual_seed(1);
   auto teacher = kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2), "mlp:1200,1200");
@@ -93,8 +93,10 @@ void BM_TrainSteps(benchmark::State& state) {
   std::shared_ptr<kdistill::Teacher> t;
   if (kind == 1) t = std::make_shared<kdistill::ModelTeacher>(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
   if (kind == 3) t = cached_teacher();
-  run_steps(state, student, t, {});
+  run_steps(state, student, t, precision);
 }
+
+void BM_TrainSteps(benchmark::State& state) { run_kind(state, {}); }
 BENCHMARK(BM_TrainSteps)
     ->ArgNames({"kind", "threads"})
     ->ArgsProduct({{0, 1, 2, 3}, {1, 2}})
@@ -105,17 +107,9 @@ BENCHMARK(BM_TrainSteps)
 // bf16 (the student in fp32); kind 2, the teacher trained under bf16 autocast on fp32 weights;
 // kind 0, the student from labels under bf16 autocast; kind 3 as kind 0, from cached logits.
 void BM_TrainStepsBf16(benchmark::State& state) {
-  const int kind = static_cast<int>(state.range(0));
-  torch::manual_seed(1);
-  auto teacher = kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2), "mlp:1200,1200");
-  auto student = kind == 2 ? teacher : kdistill::Model(kdistill::mlp(784, {64}, 10), "mlp:64");
-  std::shared_ptr<kdistill::Teacher> t;
-  if (kind == 1) t = std::make_shared<kdistill::ModelTeacher>(kdistill::Model(kdistill::mlp(784, {1200, 1200}, 10, 0.2)));
-  if (kind == 3) t = cached_teacher();
   using kdistill::Precision;
-  const auto precision = kind == 1 ? kdistill::PrecisionOptions().teacher(Precision::kBFloat16)
-                                   : kdistill::PrecisionOptions().student(Precision::kBFloat16);
-  run_steps(state, student, t, precision);
+  run_kind(state, state.range(0) == 1 ? kdistill::PrecisionOptions().teacher(Precision::kBFloat16)
+                                      : kdistill::PrecisionOptions().student(Precision::kBFloat16));
 }
 BENCHMARK(BM_TrainStepsBf16)
     ->ArgNames({"kind", "threads"})
