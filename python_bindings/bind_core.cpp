@@ -37,12 +37,14 @@ void bind_core(py::module_& m) {
         d["blas_library"] = info.blas_library;
         d["blas_kind"] = info.blas_kind;
         d["threads"] = info.threads;
+        d["cpu_bf16"] = info.cpu_bf16;
         d["cuda_available"] = info.cuda_available;
         d["cuda_devices"] = info.cuda_devices;
         return d;
       },
       "What the process runs on, as a dict: kdistill_version, torch_version, blas_library, blas_kind "
-      "(openblas, reference, mkl, other or none), threads, cuda_available, cuda_devices.");
+      "(openblas, reference, mkl, other or none), threads, cpu_bf16 (amx_bf16, avx512_bf16 or none), cuda_available, "
+      "cuda_devices.");
 }
 
 }  // namespace kdistill::python
