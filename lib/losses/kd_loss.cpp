@@ -12,24 +12,36 @@
 namespace kdistill {
 namespace {
 
+using detail::check_logits;
+using detail::check_pair;
+using detail::check_targets;
+using detail::check_temperature;
 using detail::promote;
 
-void check_logits(const char* fn, const char* name, const torch::Tensor& x) {
+}  // namespace
+
+namespace detail {
+
+void check_logits(const char* fn, const char* name, const torch::Tensor& x, bool any_rank) {
   check(x.defined(), fn, ": ", name, " is undefined");
-  check(x.dim() == 2, fn, ": ", name, " must be 2-D [batch, classes], got shape ", x.sizes());
+  if (any_rank) {
+    check(x.dim() >= 1, fn, ": ", name, " must be [..., classes], got a scalar");
+  } else {
+    check(x.dim() == 2, fn, ": ", name, " must be 2-D [batch, classes], got shape ", x.sizes());
+  }
   check(x.is_floating_point(), fn, ": ", name, " must be floating point, got ", x.scalar_type());
-  check(x.size(0) > 0 && x.size(1) > 0, fn, ": ", name, " is empty, shape ", x.sizes());
+  check(x.numel() > 0, fn, ": ", name, " is empty, shape ", x.sizes());
   auto finite = torch::isfinite(x.detach());
   if (!finite.all().item<bool>()) {
-    auto bad_rows = (~finite).any(1).nonzero();
+    auto bad_rows = (~finite).reshape({-1, x.size(-1)}).any(1).nonzero();
     int64_t row = bad_rows[0][0].item<int64_t>();
     fail(fn, ": ", name, " has a NaN or infinite value in row ", row);
   }
 }
 
-void check_pair(const char* fn, const torch::Tensor& s, const torch::Tensor& t) {
-  check_logits(fn, "student_logits", s);
-  check_logits(fn, "teacher_logits", t);
+void check_pair(const char* fn, const torch::Tensor& s, const torch::Tensor& t, bool any_rank) {
+  check_logits(fn, "student_logits", s, any_rank);
+  check_logits(fn, "teacher_logits", t, any_rank);
   check(s.sizes() == t.sizes(), fn, ": student_logits and teacher_logits must have the same shape, got ",
         s.sizes(), " and ", t.sizes());
 }
@@ -52,10 +64,6 @@ void check_targets(const char* fn, const torch::Tensor& y, int64_t batch, int64_
          ") and is not ignore_index (", ignore_index, ")");
   }
 }
-
-}  // namespace
-
-namespace detail {
 
 // Reduced-precision logits are promoted for the softmaxes, so that log-probabilities of unlikely
 // classes keep their digits; the result stays differentiable back to the original dtype.

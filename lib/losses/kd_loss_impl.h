@@ -5,9 +5,20 @@
 
 #include <torch/types.h>
 
+#include <utility>
+
+#include "kdistill/losses/divergence.h"
 #include "kdistill/losses/kd_loss.h"
 
 namespace kdistill::detail {
+
+/// Input checks shared by the losses; each throws `kdistill::Error` naming `fn`. Logits must be
+/// finite, non-empty floating point, 2-D `[B, C]` or, with `any_rank`, `[..., C]`.
+void check_logits(const char* fn, const char* name, const torch::Tensor& x, bool any_rank = false);
+void check_pair(const char* fn, const torch::Tensor& s, const torch::Tensor& t, bool any_rank = false);
+void check_temperature(const char* fn, double temperature);
+/// Targets: 1-D integers of the batch size, each in [0, classes) or ignore_index.
+void check_targets(const char* fn, const torch::Tensor& y, int64_t batch, int64_t classes, int64_t ignore_index);
 
 /// bfloat16 and float16 logits promoted to float32 (softmaxes of reduced-precision logits lose
 /// the tail); other dtypes as they are. Differentiable.
@@ -20,5 +31,17 @@ torch::Tensor hard_ce(const torch::Tensor& s, const torch::Tensor& y, int64_t ig
 torch::Tensor plain_ce(const torch::Tensor& s, const torch::Tensor& y);
 torch::Tensor kd_loss_unchecked(const torch::Tensor& s, const torch::Tensor& t, const torch::Tensor& y,
                                 const KDLossOptions& options, bool all_labelled = false);
+
+/// Throws unless the options name a known kind with beta and skew in range (T is checked by the
+/// caller: objectives schedule it).
+void check_divergence_options(const char* fn, const DivergenceOptions& options);
+/// `divergence` from the student's and the teacher's log-probabilities (already softened), per
+/// position, without the T^2 factor.
+torch::Tensor divergence_from_log_probs(const torch::Tensor& log_q, const torch::Tensor& log_p,
+                                        const DivergenceOptions& options);
+/// DKD's per-sample TCKD and NCKD `[B]` from softened log-probabilities and targets in [0, C),
+/// without the T^2 factor.
+std::pair<torch::Tensor, torch::Tensor> dkd_parts(const torch::Tensor& log_q, const torch::Tensor& log_p,
+                                                  const torch::Tensor& targets);
 
 }  // namespace kdistill::detail

@@ -1,11 +1,13 @@
 #include "kdistill/losses/objective.h"
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
+#include "kdistill/losses/attention.h"
 #include "losses/kd_loss_impl.h"
 
 namespace kdistill {
@@ -63,9 +65,17 @@ torch::Tensor teacher_log_probs(const StepContext& c, double temperature) {
   return torch::logsumexp(torch::stack(parts), 0);
 }
 
-KDObjective::KDObjective(KDLossOptions options) : options_(std::move(options)) {
-  check(options_.temperature() > 0 && std::isfinite(options_.temperature()),
-        "KDObjective: temperature must be > 0, got ", options_.temperature());
+Tempered::Tempered(const char* who, double temperature) : who_(who), temperature_(temperature) {
+  check(temperature > 0 && std::isfinite(temperature), who_, ": temperature must be > 0, got ", temperature);
+}
+
+void Tempered::set_temperature(Schedule temperature) {
+  check(temperature.positive(), who_, ": a temperature must stay > 0, got ", temperature.describe());
+  temperature_ = std::move(temperature);
+}
+
+KDObjective::KDObjective(KDLossOptions options)
+    : Tempered("KDObjective", options.temperature()), options_(std::move(options)) {
   check(options_.alpha() >= 0 && options_.alpha() <= 1, "KDObjective: alpha must be in [0, 1], got ", options_.alpha());
   check(options_.ignore_index() == -1, "KDObjective: ignore_index must be -1 (the data sets' mark for no label), got ",
         options_.ignore_index());
@@ -74,23 +84,94 @@ KDObjective::KDObjective(KDLossOptions options) : options_(std::move(options)) {
 std::vector<LossTerm> KDObjective::terms(const StepContext& c) {
   std::vector<LossTerm> out;
   const double alpha = options_.alpha();
-  if (alpha > 0) out.push_back({"kd", soft_term(c, options_.temperature()), alpha});
+  if (alpha > 0) out.push_back({"kd", soft_term(c, temperature_at(c.progress)), alpha});
   if (alpha < 1) out.push_back({"ce", label_term(c), 1.0 - alpha});
   return out;
 }
 
 std::vector<LossTerm> CrossEntropyObjective::terms(const StepContext& c) { return {{"ce", label_term(c), 1.0}}; }
 
-SoftTargetCEObjective::SoftTargetCEObjective(double temperature) : temperature_(temperature) {
-  check(temperature > 0 && std::isfinite(temperature), "SoftTargetCEObjective: temperature must be > 0, got ",
-        temperature);
-}
+SoftTargetCEObjective::SoftTargetCEObjective(double temperature) : Tempered("SoftTargetCEObjective", temperature) {}
 
 std::vector<LossTerm> SoftTargetCEObjective::terms(const StepContext& c) {
-  auto log_pt = teacher_log_probs(c, temperature_);
-  auto log_ps = torch::log_softmax(detail::promote(c.student_logits) / temperature_, 1);
+  const double t = temperature_at(c.progress);
+  auto log_pt = teacher_log_probs(c, t);
+  auto log_ps = torch::log_softmax(detail::promote(c.student_logits) / t, 1);
   auto ce = -(log_pt.exp() * log_ps).sum(1);
-  return {{"soft_ce", reduce(ce, c) * (temperature_ * temperature_), 1.0}};
+  return {{"soft_ce", reduce(ce, c) * (t * t), 1.0}};
+}
+
+DivergenceObjective::DivergenceObjective(DivergenceOptions options)
+    : Tempered("DivergenceObjective", options.temperature()), options_(std::move(options)) {
+  detail::check_divergence_options("DivergenceObjective", options_);
+}
+
+std::vector<LossTerm> DivergenceObjective::terms(const StepContext& c) {
+  const double t = temperature_at(c.progress);
+  auto log_p = teacher_log_probs(c, t);
+  auto log_q = torch::log_softmax(detail::promote(c.student_logits) / t, 1);
+  auto d = detail::divergence_from_log_probs(log_q, log_p, options_);
+  return {{options_.kind(), reduce(d, c) * (t * t), 1.0}};
+}
+
+DKDObjective::DKDObjective(DKDLossOptions options)
+    : Tempered("DKDObjective", options.temperature()), options_(std::move(options)) {
+  check(options_.alpha() >= 0 && std::isfinite(options_.alpha()), "DKDObjective: alpha must be >= 0, got ",
+        options_.alpha());
+  check(options_.beta() >= 0 && std::isfinite(options_.beta()), "DKDObjective: beta must be >= 0, got ",
+        options_.beta());
+  check(options_.ignore_index() == -1, "DKDObjective: ignore_index must be -1 (the data sets' mark for no label), got ",
+        options_.ignore_index());
+}
+
+std::vector<LossTerm> DKDObjective::terms(const StepContext& c) {
+  const double t = temperature_at(c.progress);
+  auto log_p = teacher_log_probs(c, t);
+  auto log_q = torch::log_softmax(detail::promote(c.student_logits) / t, 1);
+  auto y = c.targets.to(torch::kLong);
+  if (!c.all_labelled) y = torch::where(y == -1, log_p.argmax(1), y);
+  auto [tckd, nckd] = detail::dkd_parts(log_q, log_p, y);
+  return {{"tckd", reduce(tckd, c) * (t * t), options_.alpha()}, {"nckd", reduce(nckd, c) * (t * t), options_.beta()}};
+}
+
+AttentionTransferObjective::AttentionTransferObjective(AttentionTransferOptions options)
+    : options_(std::move(options)) {
+  check(!options_.pairs().empty(), "AttentionTransferObjective: pairs is empty (give one (student, teacher) tap pair or more)");
+  for (const auto& [s, t] : options_.pairs()) {
+    check(!s.empty() && !t.empty(), "AttentionTransferObjective: a pair names an empty tap");
+  }
+  check(options_.p() > 0 && std::isfinite(options_.p()), "AttentionTransferObjective: p must be > 0, got ", options_.p());
+}
+
+std::vector<LossTerm> AttentionTransferObjective::terms(const StepContext& c) {
+  torch::Tensor sum;
+  for (const auto& [s, t] : options_.pairs()) {
+    check(c.student_features.count(s) == 1 && c.teacher_features.count(t) == 1,
+          "at: the step holds no student feature '", s, "' or teacher feature '", t, "'");
+    const auto& fs = c.student_features.at(s);
+    const auto& ft = c.teacher_features.at(t);
+    check(fs.dim() == 4 && ft.dim() == 4, "at: attention transfer needs [B, C, H, W] features; student '", s, "' is ",
+          fs.sizes(), ", teacher '", t, "' is ", ft.sizes());
+    auto per_sample = attention_transfer(fs, ft, options_.p());
+    sum = sum.defined() ? sum + per_sample : per_sample;
+  }
+  return {{"at", reduce(sum, c), 1.0}};
+}
+
+std::vector<std::string> AttentionTransferObjective::student_features() const {
+  std::vector<std::string> out;
+  for (const auto& [s, t] : options_.pairs()) {
+    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  }
+  return out;
+}
+
+std::vector<std::string> AttentionTransferObjective::teacher_features() const {
+  std::vector<std::string> out;
+  for (const auto& [s, t] : options_.pairs()) {
+    if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
+  }
+  return out;
 }
 
 std::vector<LossTerm> LogitMSEObjective::terms(const StepContext& c) {
@@ -140,24 +221,24 @@ std::vector<LossTerm> HintObjective::terms(const StepContext& c) {
 }
 
 CompositeObjective& CompositeObjective::add(const std::string& name, std::shared_ptr<Objective> objective,
-                                            double weight) {
+                                            Schedule weight) {
   check(!name.empty() && name.find('.') == std::string::npos,
         "CompositeObjective::add: a name must be non-empty and hold no '.', got \"", name, "\"");
   check(objective != nullptr, "CompositeObjective::add: objective '", name, "' is null");
-  check(std::isfinite(weight), "CompositeObjective::add: weight of '", name, "' must be finite, got ", weight);
   for (const auto& e : entries_) check(e.name != name, "CompositeObjective::add: '", name, "' is added twice");
   register_module(name, objective);
-  entries_.push_back({name, std::move(objective), weight});
+  entries_.push_back({name, std::move(objective), std::move(weight)});
   return *this;
 }
 
 std::vector<LossTerm> CompositeObjective::terms(const StepContext& c) {
   std::vector<LossTerm> out;
   for (const auto& e : entries_) {
-    if (e.weight == 0) continue;
+    if (e.off()) continue;
+    const double w = e.weight.at(c.progress);
     auto ts = e.objective->terms(c);
     for (auto& t : ts) {
-      out.push_back({ts.size() == 1 ? e.name : e.name + "." + t.name, std::move(t.value), t.weight * e.weight});
+      out.push_back({ts.size() == 1 ? e.name : e.name + "." + t.name, std::move(t.value), t.weight * w});
     }
   }
   return out;
@@ -191,14 +272,14 @@ std::vector<std::string> CompositeObjective::teacher_features() const {
 
 bool CompositeObjective::needs_teacher() const {
   for (const auto& e : entries_) {
-    if (e.weight != 0 && e.objective->needs_teacher()) return true;
+    if (!e.off() && e.objective->needs_teacher()) return true;
   }
   return false;
 }
 
 bool CompositeObjective::needs_labels() const {
   for (const auto& e : entries_) {
-    if (e.weight != 0 && e.objective->needs_labels()) return true;
+    if (!e.off() && e.objective->needs_labels()) return true;
   }
   return false;
 }

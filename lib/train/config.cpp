@@ -137,47 +137,109 @@ void read_train(const Reader& r, const YAML::Node& t, TrainerOptions& o) {
   }
 }
 
-const char* const kKinds = "kd, ce, soft_ce, mse or hint";
+const char* const kKinds = "kd, ce, soft_ce, mse, hint, at, dkd, reverse_kl, jsd, tvd, skew_kl or skew_reverse_kl";
+
+bool is_divergence(const std::string& kind) {
+  return kind == "reverse_kl" || kind == "jsd" || kind == "tvd" || kind == "skew_kl" || kind == "skew_reverse_kl";
+}
+
+bool has_temperature(const std::string& kind) {
+  return kind == "kd" || kind == "soft_ce" || kind == "dkd" || is_divergence(kind);
+}
+
+// A number (a constant) or `{schedule: linear|cosine|step|constant, start, end, steps, epochs,
+// step_size, gamma}`.
+Schedule read_schedule(const Reader& r, const YAML::Node& n, const std::string& path) {
+  if (!n.IsMap()) return Schedule(r.number(n, path));
+  r.keys(n, path, {"schedule", "start", "end", "steps", "epochs", "step_size", "gamma"});
+  check(static_cast<bool>(n["schedule"]), r.origin(), ": ", path,
+        ".schedule: required in a schedule (constant, linear, cosine or step)");
+  ScheduleOptions o;
+  o.kind(r.string(n["schedule"], path + ".schedule"));
+  if (n["start"]) o.start(r.number(n["start"], path + ".start"));
+  o.end(o.start());
+  if (n["end"]) o.end(r.number(n["end"], path + ".end"));
+  if (n["steps"]) o.span_steps(r.integer(n["steps"], path + ".steps"));
+  if (n["epochs"]) o.span_epochs(r.number(n["epochs"], path + ".epochs"));
+  if (n["step_size"]) o.step_size(r.integer(n["step_size"], path + ".step_size"));
+  if (n["gamma"]) o.gamma(r.number(n["gamma"], path + ".gamma"));
+  try {
+    return Schedule(o);
+  } catch (const Error& e) {
+    fail(r.origin(), ": ", path, ": ", std::string(e.what()).substr(std::string("Schedule: ").size()));
+  }
+}
+
+// A tap name, or a list of them.
+std::vector<std::string> read_names(const Reader& r, const YAML::Node& n, const std::string& path) {
+  if (!n.IsSequence()) return {r.string(n, path)};
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n.size(); ++i) out.push_back(r.string(n[i], path + "[" + std::to_string(i) + "]"));
+  return out;
+}
 
 // One objective of the loss list (or the mapping form's one objective, `list` false).
 ObjectiveConfig read_objective(const Reader& r, const YAML::Node& n, const std::string& path, bool list) {
   ObjectiveConfig o;
-  o.alpha = list ? 1.0 : 0.9;  // the mapping form is Hinton's loss; in a list, ce is an entry of its own
   if (!n.IsMap()) r.keys(n, path, {});  // names the node's kind
   if (n["kind"]) o.kind = r.string(n["kind"], path + ".kind");
   else check(!list, r.origin(), ": ", path, ".kind: required (one of ", kKinds, ")");
   std::set<std::string> allowed = {"kind", "weight", "name"};
-  if (o.kind == "kd") allowed.insert({"temperature", "alpha"});
-  else if (o.kind == "soft_ce") allowed.insert("temperature");
+  if (has_temperature(o.kind)) allowed.insert("temperature");
+  if (o.kind == "kd") allowed.insert("alpha");
+  else if (o.kind == "dkd") allowed.insert({"alpha", "beta"});
+  else if (o.kind == "jsd") allowed.insert("beta");
+  else if (o.kind == "skew_kl" || o.kind == "skew_reverse_kl") allowed.insert("skew");
   else if (o.kind == "hint") allowed.insert({"student", "teacher", "adapter"});
-  else if (o.kind != "ce" && o.kind != "mse") {
+  else if (o.kind == "at") allowed.insert({"student", "teacher", "p"});
+  else if (o.kind != "ce" && o.kind != "soft_ce" && o.kind != "mse" && o.kind != "tvd" && o.kind != "reverse_kl") {
     fail(r.origin(), ": ", path, ".kind: expected ", kKinds, ", got \"", o.kind, "\"");
   }
   if (!list) allowed.erase("name");
   r.keys(n, path, allowed);
+  // Defaults by kind: Hinton's mapping form keeps 10% labels; DKD is mdistiller's; the
+  // divergences are used at T = 1 in GKD and DistiLLM.
+  o.alpha = o.kind == "kd" && !list ? 0.9 : 1.0;
+  if (o.kind == "dkd") o.beta = 8.0;
+  if (is_divergence(o.kind)) o.temperature = 1.0;
   o.name = o.kind;
   if (n["name"]) o.name = r.string(n["name"], path + ".name");
   check(!o.name.empty() && o.name.find('.') == std::string::npos, r.origin(), ": ", path,
         ".name: must be non-empty and hold no '.', got \"", o.name, "\"");
-  if (n["weight"]) o.weight = r.number(n["weight"], path + ".weight");
-  check(std::isfinite(o.weight), r.origin(), ": ", path, ".weight: must be finite, got ", o.weight);
-  if (n["temperature"]) o.temperature = r.number(n["temperature"], path + ".temperature");
+  if (n["weight"]) o.weight = read_schedule(r, n["weight"], path + ".weight");
+  if (n["temperature"]) o.temperature = read_schedule(r, n["temperature"], path + ".temperature");
+  check(o.temperature.positive(), r.origin(), ": ", path, ".temperature must be > 0, got ", o.temperature.describe());
   if (n["alpha"]) o.alpha = r.number(n["alpha"], path + ".alpha");
-  if (o.kind == "kd" || o.kind == "soft_ce") {
-    check(o.temperature > 0 && std::isfinite(o.temperature), r.origin(), ": ", path,
-          ".temperature must be > 0, got ", o.temperature);
+  if (n["beta"]) o.beta = r.number(n["beta"], path + ".beta");
+  if (n["skew"]) o.skew = r.number(n["skew"], path + ".skew");
+  if (n["p"]) o.p = r.number(n["p"], path + ".p");
+  if (o.kind == "kd") {
+    check(o.alpha >= 0 && o.alpha <= 1, r.origin(), ": ", path, ".alpha must be in [0, 1], got ", o.alpha);
+  } else if (o.kind == "dkd") {
+    check(o.alpha >= 0 && std::isfinite(o.alpha), r.origin(), ": ", path, ".alpha must be >= 0, got ", o.alpha);
+    check(o.beta >= 0 && std::isfinite(o.beta), r.origin(), ": ", path, ".beta must be >= 0, got ", o.beta);
   }
-  check(o.alpha >= 0 && o.alpha <= 1, r.origin(), ": ", path, ".alpha must be in [0, 1], got ", o.alpha);
-  if (o.kind == "hint") {
+  check(o.kind != "jsd" || (o.beta > 0 && o.beta < 1), r.origin(), ": ", path, ".beta must be in (0, 1), got ", o.beta);
+  check(o.skew >= 0 && o.skew < 1, r.origin(), ": ", path, ".skew must be in [0, 1), got ", o.skew);
+  check(o.p > 0 && std::isfinite(o.p), r.origin(), ": ", path, ".p must be > 0, got ", o.p);
+  if (o.kind == "hint" || o.kind == "at") {
     for (const char* key : {"student", "teacher"}) {
-      check(static_cast<bool>(n[key]), r.origin(), ": ", path, ".", key, ": required for a hint (the ", key,
-            " feature's submodule path)");
+      check(static_cast<bool>(n[key]), r.origin(), ": ", path, ".", key, ": required for ", o.kind == "at" ? "attention transfer" : "a hint",
+            " (the ", key, " feature's submodule path)");
     }
+  }
+  if (o.kind == "hint") {
     o.student = r.string(n["student"], path + ".student");
     o.teacher = r.string(n["teacher"], path + ".teacher");
     if (n["adapter"]) o.adapter = r.string(n["adapter"], path + ".adapter");
     check(o.adapter == "conv1x1" || o.adapter == "linear", r.origin(), ": ", path,
           ".adapter: expected conv1x1 or linear, got \"", o.adapter, "\"");
+  }
+  if (o.kind == "at") {
+    const auto s = read_names(r, n["student"], path + ".student"), t = read_names(r, n["teacher"], path + ".teacher");
+    check(s.size() == t.size() && !s.empty(), r.origin(), ": ", path, ": student and teacher must list as many taps (",
+          s.size(), " and ", t.size(), ")");
+    for (size_t i = 0; i < s.size(); ++i) o.pairs.emplace_back(s[i], t[i]);
   }
   return o;
 }
@@ -198,10 +260,10 @@ void read_loss(const Reader& r, const YAML::Node& l, RunConfig& c) {
   if (!l.IsMap()) r.keys(l, "loss", {});
   auto o = read_objective(r, l, "loss", false);
   c.loss_kind = o.kind;
-  if (o.kind == "kd" && !l["weight"]) {
+  if (o.kind == "kd" && !l["weight"] && o.temperature.is_constant()) {
     // The mapping form of KD: Hinton's loss with its alpha (0.9 unless given), as before lists.
     KDLossOptions lo;
-    if (l["temperature"]) lo.temperature(o.temperature);
+    if (l["temperature"]) lo.temperature(o.temperature.initial());
     if (l["alpha"]) lo.alpha(o.alpha);
     c.train.loss(lo);
     return;
@@ -226,14 +288,46 @@ YAML::Emitter& operator<<(YAML::Emitter& out, const Text& text) {
   return out << text.value;
 }
 
+void write_schedule(YAML::Emitter& out, const Schedule& s) {
+  if (s.is_constant()) {
+    out << s.initial();
+    return;
+  }
+  const auto& o = s.options();
+  out << YAML::Flow << YAML::BeginMap << YAML::Key << "schedule" << YAML::Value << o.kind() << YAML::Key << "start"
+      << YAML::Value << o.start();
+  if (o.kind() == "step") {
+    out << YAML::Key << "step_size" << YAML::Value << o.step_size() << YAML::Key << "gamma" << YAML::Value << o.gamma();
+  } else {
+    out << YAML::Key << "end" << YAML::Value << o.end();
+    if (o.span_steps() > 0) out << YAML::Key << "steps" << YAML::Value << o.span_steps();
+    if (o.span_epochs() > 0) out << YAML::Key << "epochs" << YAML::Value << o.span_epochs();
+  }
+  out << YAML::EndMap;
+}
+
 void write_objective(YAML::Emitter& out, const ObjectiveConfig& o) {
   out << YAML::Flow << YAML::BeginMap << YAML::Key << "kind" << YAML::Value << Text{o.kind} << YAML::Key << "name"
-      << YAML::Value << Text{o.name} << YAML::Key << "weight" << YAML::Value << o.weight;
-  if (o.kind == "kd" || o.kind == "soft_ce") out << YAML::Key << "temperature" << YAML::Value << o.temperature;
-  if (o.kind == "kd") out << YAML::Key << "alpha" << YAML::Value << o.alpha;
+      << YAML::Value << Text{o.name} << YAML::Key << "weight" << YAML::Value;
+  write_schedule(out, o.weight);
+  if (has_temperature(o.kind)) {
+    out << YAML::Key << "temperature" << YAML::Value;
+    write_schedule(out, o.temperature);
+  }
+  if (o.kind == "kd" || o.kind == "dkd") out << YAML::Key << "alpha" << YAML::Value << o.alpha;
+  if (o.kind == "jsd" || o.kind == "dkd") out << YAML::Key << "beta" << YAML::Value << o.beta;
+  if (o.kind == "skew_kl" || o.kind == "skew_reverse_kl") out << YAML::Key << "skew" << YAML::Value << o.skew;
   if (o.kind == "hint") {
     out << YAML::Key << "student" << YAML::Value << Text{o.student} << YAML::Key << "teacher" << YAML::Value
         << Text{o.teacher} << YAML::Key << "adapter" << YAML::Value << Text{o.adapter};
+  }
+  if (o.kind == "at") {
+    for (int side = 0; side < 2; ++side) {
+      out << YAML::Key << (side == 0 ? "student" : "teacher") << YAML::Value << YAML::Flow << YAML::BeginSeq;
+      for (const auto& [st, te] : o.pairs) out << Text{side == 0 ? st : te};
+      out << YAML::EndSeq;
+    }
+    out << YAML::Key << "p" << YAML::Value << o.p;
   }
   out << YAML::EndMap;
 }
@@ -248,7 +342,8 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
     fail(origin, ": line ", e.mark.line + 1, ": not valid YAML: ", e.msg);
   }
   Reader r(origin, base_dir);
-  r.keys(root, "", {"seed", "device", "threads", "data", "teacher", "student", "loss", "train", "precision", "output"});
+  r.keys(root, "", {"seed", "device", "threads", "data", "teacher", "student", "loss", "train", "precision", "output",
+                    "generations"});
   RunConfig c;
   c.train.progress(true);
   if (root["seed"]) c.seed = r.unsigned_integer(root["seed"], "seed");
@@ -261,7 +356,7 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
   }
 
   if (const auto d = root["data"]) {
-    r.keys(d, "data", {"format", "path", "train", "test", "features", "labels", "labeled", "hdf5"});
+    r.keys(d, "data", {"format", "path", "train", "test", "features", "labels", "labeled", "validation", "hdf5"});
     if (d["format"]) c.data.format = r.string(d["format"], "data.format");
     check(c.data.format == "idx" || c.data.format == "hdf5", origin, ": data.format: expected idx or hdf5, got \"",
           c.data.format, "\"");
@@ -275,6 +370,8 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
     if (h["labels"]) c.data.labels = r.string(h["labels"], prefix + "labels");
     if (d["labeled"]) c.data.labeled = r.integer(d["labeled"], "data.labeled");
     check(c.data.labeled >= 0, origin, ": data.labeled: must be >= 0, got ", c.data.labeled);
+    if (d["validation"]) c.data.validation = r.integer(d["validation"], "data.validation");
+    check(c.data.validation >= 0, origin, ": data.validation: must be >= 0, got ", c.data.validation);
     check(c.data.format != "hdf5" || !c.data.train.empty(), origin, ": data.train: required when data.format is hdf5");
   }
   if (const auto t = root["teacher"]) {
@@ -313,6 +410,8 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
     if (p["student"]) po.student(parse_precision(r.string(p["student"], "precision.student"), origin + ": precision.student"));
     c.train.precision(po);
   }
+  if (root["generations"]) c.generations = r.integer(root["generations"], "generations");
+  check(c.generations >= 1 && c.generations <= 100, origin, ": generations: must be from 1 to 100, got ", c.generations);
   check(static_cast<bool>(root["output"]), origin, ": output: required (the run's output directory)");
   c.output = r.file(root["output"], "output");
   c.train.seed(c.seed).device(c.device).threads(c.threads);
@@ -341,7 +440,8 @@ std::string to_yaml(const RunConfig& c) {
     out << YAML::Key << "features" << YAML::Value << Text{c.data.features};
     out << YAML::Key << "labels" << YAML::Value << Text{c.data.labels};
   }
-  out << YAML::Key << "labeled" << YAML::Value << c.data.labeled << YAML::EndMap;
+  out << YAML::Key << "labeled" << YAML::Value << c.data.labeled << YAML::Key << "validation" << YAML::Value
+      << c.data.validation << YAML::EndMap;
   if (!c.teacher_torchscript.empty() || !c.teacher_cache.empty()) {
     out << YAML::Key << "teacher" << YAML::Value << YAML::BeginMap << YAML::Key
         << (c.teacher_cache.empty() ? "torchscript" : "cache") << YAML::Value
@@ -384,6 +484,7 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Value << to_string(t.precision().teacher()) << YAML::Key << "student" << YAML::Value
       << to_string(t.precision().student()) << YAML::EndMap;
   out << YAML::Key << "output" << YAML::Value << Text{c.output};
+  out << YAML::Key << "generations" << YAML::Value << c.generations;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

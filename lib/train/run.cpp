@@ -57,6 +57,7 @@ ordered_json to_json(const YAML::Node& n) {
 
 struct Data {
   data::TensorDataset train, test;
+  data::TensorDataset full_train;  // before the validation split: what a logit cache was made for
   ordered_json files = ordered_json::object();  // path -> sha256
 };
 
@@ -79,6 +80,13 @@ Data load_data(const RunConfig& c) {
       d.test = data::load_hdf5(c.data.test, c.data.features, c.data.labels, d.train.num_classes());
       d.files[c.data.test] = io::sha256_file(c.data.test);
     }
+  }
+  d.full_train = d.train;
+  if (c.data.validation > 0) {
+    const auto n = d.train.size();
+    check(c.data.validation < n, "data.validation: ", c.data.validation, " must be below the training set size ", n);
+    d.test = d.train.slice(n - c.data.validation, n);
+    d.train = d.train.slice(0, n - c.data.validation);
   }
   if (c.data.labeled > 0) d.train = d.train.with_label_budget(c.data.labeled);
   return d;
@@ -103,37 +111,99 @@ int64_t feature_width(const torch::Tensor& f, const std::string& adapter) {
   return adapter == "conv1x1" && f.dim() == 4 ? f.size(1) : f.flatten(1).size(1);
 }
 
-std::shared_ptr<Objective> make_hint(const ObjectiveConfig& o, const std::string& path, Model& student,
-                                     Teacher* teacher, const data::TensorDataset& train) {
+// Checks that the taps exist, then runs one training sample through both models and returns the
+// student's and the teacher's features (for sizing adapters and checking shapes).
+std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> probe_taps(
+    const std::string& path, const std::vector<std::pair<std::string, std::string>>& pairs, Model& student,
+    Teacher* teacher, const data::TensorDataset& train) {
+  check(teacher != nullptr, path, ": feature distillation needs a teacher");
   const auto student_names = student.feature_names();
-  check(std::find(student_names.begin(), student_names.end(), o.student) != student_names.end(), path,
-        ".student: '", o.student, "' is not a feature of the student; its features: ", names(student_names));
-  check(teacher != nullptr, path, ": a hint needs a teacher");
   const auto teacher_names = teacher->feature_names();
-  check(std::find(teacher_names.begin(), teacher_names.end(), o.teacher) != teacher_names.end(), path,
-        ".teacher: '", o.teacher, "' is not a feature of the teacher ", teacher->describe(),
-        teacher->samples() >= 0 ? ": a logit cache stores only logits, use a live teacher" : "; its features: ",
-        teacher->samples() >= 0 ? "" : names(teacher_names));
+  std::vector<std::string> s_taps, t_taps;
+  for (const auto& [s, t] : pairs) {
+    check(std::find(student_names.begin(), student_names.end(), s) != student_names.end(), path, ".student: '", s,
+          "' is not a feature of the student; its features: ", names(student_names));
+    check(std::find(teacher_names.begin(), teacher_names.end(), t) != teacher_names.end(), path, ".teacher: '", t,
+          "' is not a feature of the teacher ", teacher->describe(),
+          teacher->samples() >= 0 ? ": a logit cache stores only logits, use a live teacher" : "; its features: ",
+          teacher->samples() >= 0 ? "" : names(teacher_names));
+    s_taps.push_back(s);
+    t_taps.push_back(t);
+  }
   torch::NoGradGuard no_grad;
   auto x = train.features().narrow(0, 0, 1).to(student.device());
   const bool was_training = student.is_training();
-  torch::Tensor fs, ft;
+  std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> out;
   try {
     student.eval();
-    fs = student.forward_with_features(x, {o.student}).features.at(o.student);
+    auto fs = student.forward_with_features(x, s_taps).features;
     student.train(was_training);
-    ft = teacher->outputs(x, torch::zeros({1}, torch::kLong), {o.teacher}).features.at(o.teacher);
+    auto ft = teacher->outputs(x, torch::zeros({1}, torch::kLong), t_taps).features;
+    for (size_t i = 0; i < pairs.size(); ++i) {
+      out.first.push_back(fs.at(s_taps[i]));
+      out.second.push_back(ft.at(t_taps[i]));
+    }
   } catch (const c10::Error& e) {
     student.train(was_training);
-    fail(path, ": the models cannot run a training sample of shape ", x.sizes(), " to size the hint's adapter: ",
-         std::string(e.what_without_backtrace()).substr(0, std::string(e.what_without_backtrace()).find('\n')));
+    const std::string what = e.what_without_backtrace();
+    fail(path, ": the models cannot run a training sample of shape ", x.sizes(), " to probe their features: ",
+         what.substr(0, what.find('\n')));
   }
+  return out;
+}
+
+std::shared_ptr<Objective> make_hint(const ObjectiveConfig& o, const std::string& path, Model& student,
+                                     Teacher* teacher, const data::TensorDataset& train) {
+  auto [s, t] = probe_taps(path, {{o.student, o.teacher}}, student, teacher, train);
+  const auto &fs = s[0], &ft = t[0];
   check(o.adapter != "conv1x1" || (fs.dim() == 4 && ft.dim() == 4), path, ".adapter: conv1x1 needs [B, C, H, W] "
         "features; the student's is ", fs.sizes(), ", the teacher's ", ft.sizes(), " (use adapter: linear)");
   return std::make_shared<HintObjective>(HintOptions(o.student, o.teacher)
                                              .student_channels(feature_width(fs, o.adapter))
                                              .teacher_channels(feature_width(ft, o.adapter))
                                              .adapter(o.adapter));
+}
+
+std::shared_ptr<Objective> make_attention(const ObjectiveConfig& o, const std::string& path, Model& student,
+                                          Teacher* teacher, const data::TensorDataset& train) {
+  auto [s, t] = probe_taps(path, o.pairs, student, teacher, train);
+  for (size_t i = 0; i < s.size(); ++i) {
+    check(s[i].dim() == 4 && t[i].dim() == 4, path, ": attention transfer needs [B, C, H, W] features; '",
+          o.pairs[i].first, "' of the student is ", s[i].sizes(), ", '", o.pairs[i].second, "' of the teacher is ",
+          t[i].sizes());
+  }
+  return std::make_shared<AttentionTransferObjective>(AttentionTransferOptions(o.pairs).p(o.p));
+}
+
+std::shared_ptr<Objective> make_one(const ObjectiveConfig& o, const std::string& path, Model& student,
+                                    Teacher* teacher, const data::TensorDataset& train) {
+  if (o.kind == "hint") return make_hint(o, path, student, teacher, train);
+  if (o.kind == "at") return make_attention(o, path, student, teacher, train);
+  if (o.kind == "ce") return std::make_shared<CrossEntropyObjective>();
+  if (o.kind == "mse") return std::make_shared<LogitMSEObjective>();
+  const double t = o.temperature.initial();
+  std::shared_ptr<Objective> obj;
+  Tempered* tempered = nullptr;
+  if (o.kind == "kd") {
+    auto kd = std::make_shared<KDObjective>(KDLossOptions().temperature(t).alpha(o.alpha));
+    tempered = kd.get();
+    obj = kd;
+  } else if (o.kind == "soft_ce") {
+    auto ce = std::make_shared<SoftTargetCEObjective>(t);
+    tempered = ce.get();
+    obj = ce;
+  } else if (o.kind == "dkd") {
+    auto dkd = std::make_shared<DKDObjective>(DKDLossOptions().alpha(o.alpha).beta(o.beta).temperature(t));
+    tempered = dkd.get();
+    obj = dkd;
+  } else {
+    auto d = std::make_shared<DivergenceObjective>(
+        DivergenceOptions().kind(o.kind).temperature(t).beta(o.beta).skew(o.skew));
+    tempered = d.get();
+    obj = d;
+  }
+  tempered->set_temperature(o.temperature);
+  return obj;
 }
 
 // The run's objective from the list form of `loss:`; null for the mapping form (the trainer builds
@@ -145,13 +215,7 @@ std::shared_ptr<Objective> make_objective(const RunConfig& c, Model& student, Te
   for (size_t i = 0; i < c.objectives.size(); ++i) {
     const auto& o = c.objectives[i];
     const auto path = "loss[" + std::to_string(i) + "]";
-    std::shared_ptr<Objective> obj;
-    if (o.kind == "kd") obj = std::make_shared<KDObjective>(KDLossOptions().temperature(o.temperature).alpha(o.alpha));
-    else if (o.kind == "ce") obj = std::make_shared<CrossEntropyObjective>();
-    else if (o.kind == "soft_ce") obj = std::make_shared<SoftTargetCEObjective>(o.temperature);
-    else if (o.kind == "mse") obj = std::make_shared<LogitMSEObjective>();
-    else if (o.kind == "hint") obj = make_hint(o, path, student, teacher, train);
-    else fail(path, ".kind: unknown kind \"", o.kind, "\"");
+    auto obj = make_one(o, path, student, teacher, train);
     check(teacher != nullptr || !obj->needs_teacher(), path, ": a ", o.kind, " objective needs a teacher, and the "
           "run has none (add teacher:)");
     composite->add(o.name, obj, o.weight);
@@ -163,8 +227,11 @@ std::shared_ptr<Teacher> load_teacher(const RunConfig& c, const Data& data, cons
                                       ordered_json& files) {
   auto cached = [&](const std::string& path) {
     auto t = std::make_shared<CachedTeacher>(path);
-    t->check_matches(data.train, data.train.num_classes());
-    return t;
+    t->check_matches(data.full_train, data.train.num_classes());
+    if (data.train.size() == t->samples()) return t;
+    // data.validation held out the last samples: the run trains on the cache's first rows.
+    return CachedTeacher::from_logits(t->all().narrow(0, 0, data.train.size()),
+                                      path + " (its first " + std::to_string(data.train.size()) + " rows)");
   };
   auto file = [](const std::string& path) { return ordered_json{{"path", path}, {"sha256", io::sha256_file(path)}}; };
   if (!c.teacher_torchscript.empty()) {
@@ -277,8 +344,8 @@ RunResult execute(const RunConfig& c, bool resume) {
     }
     for (const auto& o : c.objectives) {
       if (teacher && o.kind == "kd") {  // the first KD term's temperature and its share of the soft targets
-        report.temperature = o.temperature;
-        report.alpha = o.alpha * o.weight;
+        report.temperature = o.temperature.initial();
+        report.alpha = o.alpha * o.weight.initial();
         break;
       }
     }
@@ -314,16 +381,74 @@ RunResult execute(const RunConfig& c, bool resume) {
   }
 }
 
+std::string generation_dir(const RunConfig& c, int64_t g) {
+  return (fs::path(c.output) / ("generation_" + std::to_string(g))).string();
+}
+
+// Born-again distillation: generation g trains in output/generation_g; from the second on, the
+// teacher is the previous generation's student. The output directory itself holds the config,
+// the last generation's student.pt, a report with every generation, and a manifest.
+RunResult run_generations(const RunConfig& c, bool resume) {
+  const fs::path out(c.output);
+  if (!resume) {
+    check(!fs::exists(out / "config.yaml"), "output directory ", c.output, " already holds a run; continue it with "
+          "`kdistill train --resume ", c.output, "` or choose another output");
+    io::ensure_writable_dir(c.output);
+    io::atomic_write_string((out / "config.yaml").string(), to_yaml(c));
+  }
+  RunResult result;
+  result.output_dir = c.output;
+  ordered_json report, generations = ordered_json::array();
+  for (int64_t g = 1; g <= c.generations; ++g) {
+    auto cg = c;
+    cg.generations = 1;
+    cg.output = generation_dir(c, g);
+    if (g > 1) {
+      cg.teacher_torchscript = (fs::path(generation_dir(c, g - 1)) / "student.pt").string();
+      cg.teacher_cache.clear();
+      cg.teacher_ensemble.clear();
+    }
+    logger()->info("generation {} of {}: {}", g, c.generations, cg.output);
+    const bool started = fs::exists(fs::path(cg.output) / "config.yaml");
+    auto r = started ? resume_run(cg.output) : execute(cg, false);
+    auto j = ordered_json::parse(r.report_json);
+    if (g == 1) {
+      report = j;
+      report["models"] = ordered_json::object();
+      if (j["models"].contains("teacher")) report["models"]["teacher"] = j["models"]["teacher"];
+    }
+    for (const char* key : {"student_kd", "student_scratch"}) {
+      if (j["models"].contains(key)) report["models"]["student_gen" + std::to_string(g)] = j["models"][key];
+    }
+    generations.push_back({{"output", cg.output}, {"accuracy", r.train.final_eval.accuracy}});
+    result.generations.push_back(r.train);
+    result.train = r.train;
+  }
+  io::atomic_write_string((out / "student.pt").string(),
+                          io::read_file((fs::path(generation_dir(c, c.generations)) / "student.pt").string()));
+  result.report_json = report.dump(2) + "\n";
+  io::atomic_write_string((out / "report.json").string(), result.report_json);
+  ordered_json manifest = {{"kdistill_version", system_info().kdistill_version},
+                           {"status", "complete"},
+                           {"end_time", now_utc()},
+                           {"generations", generations},
+                           {"files", {{"output", {{"student.pt", io::sha256_file((out / "student.pt").string())}}}}}};
+  io::atomic_write_string((out / "manifest.json").string(), manifest.dump(2) + "\n");
+  return result;
+}
+
 }  // namespace
 
-RunResult run_config(const RunConfig& config) { return execute(config, false); }
+RunResult run_config(const RunConfig& config) {
+  return config.generations > 1 ? run_generations(config, false) : execute(config, false);
+}
 
 RunResult resume_run(const std::string& output_dir) {
   const auto path = (fs::path(output_dir) / "config.yaml").string();
   check(fs::is_regular_file(path), "resume: ", output_dir, " holds no config.yaml: it is not a kdistill run directory");
   auto config = parse_config(io::read_file(path), path, fs::absolute(output_dir).string());
   config.output = fs::absolute(output_dir).lexically_normal().string();
-  return execute(config, true);
+  return config.generations > 1 ? run_generations(config, true) : execute(config, true);
 }
 
 }  // namespace kdistill

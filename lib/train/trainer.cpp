@@ -256,7 +256,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
         st.current_lr = lr;
       }
       auto b = it.batch(st.batch);
-      const auto outcome = step.compute(b, TrainProgress{st.step, st.epoch, total}, all_labelled);
+      const auto outcome = step.compute(b, TrainProgress{st.step, st.epoch, total, spe}, all_labelled);
       const double value = outcome.loss;
       if (outcome.finite) {
         step.apply(*st.optimizer, options_.grad_clip_norm());

@@ -161,7 +161,7 @@ const std::vector<Case>& catalogue() {
        1, "but the data set has 3 classes"},
       {"unknown objective kind in a loss list", true, [](auto& d, auto& fx) {
          return config(d, fx, "loss: [{kind: kd, weight: 0.9}, {kind: fitnet}]\n"); }, 1,
-       "loss[1].kind: expected kd, ce, soft_ce, mse or hint, got \"fitnet\""},
+       "loss[1].kind: expected kd, ce, soft_ce, mse, hint, at, dkd, reverse_kl, jsd, tvd, skew_kl or skew_reverse_kl, got \"fitnet\""},
       {"hint on a tap the student lacks", true, [](auto& d, auto& fx) {
          return config(d, fx, "loss: [{kind: kd}, {kind: hint, student: layer9, teacher: '1', adapter: linear}]\n"); }, 1,
        "loss[1].student: 'layer9' is not a feature of the student; its features: 0, 1, 2"},
@@ -175,6 +175,19 @@ const std::vector<Case>& catalogue() {
       {"cache-teacher into a missing directory", true, [](auto& d, auto& fx) {
          return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/no/such/dir/l.h5"; },
        1, "l.h5"},
+      {"jsd with beta 1", true, [](auto& d, auto& fx) { return config(d, fx, "loss: [{kind: jsd, beta: 1}]\n"); }, 1,
+       "loss[0].beta must be in (0, 1), got 1"},
+      {"a weight schedule of an unknown kind", true, [](auto& d, auto& fx) {
+         return config(d, fx, "loss: [{kind: dkd, weight: {schedule: exponential}}, {kind: ce}]\n"); }, 1,
+       "loss[0].weight: kind must be constant, linear, cosine or step, got \"exponential\""},
+      {"attention transfer on flat features", true, [](auto& d, auto& fx) {
+         return config(d, fx, "loss: [{kind: at, student: '1', teacher: '1'}]\n"); }, 1,
+       "loss[0]: attention transfer needs [B, C, H, W] features"},
+      {"zero generations", true, [](auto& d, auto& fx) { return config(d, fx, "generations: 0\n"); }, 1,
+       "generations: must be from 1 to 100, got 0"},
+      {"a validation split as large as the training set", true, [](auto& d, auto& fx) {
+         return edited(d, fx, "/test.h5}", "/test.h5, validation: 400}"); }, 1,
+       "data.validation: 400 must be below the training set size 400"},
   };
   return cases;
 }

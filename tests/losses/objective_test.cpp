@@ -7,6 +7,7 @@
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
+#include "kdistill/losses/attention.h"
 #include "kdistill/losses/objective.h"
 
 namespace kdistill::test {
@@ -251,4 +252,82 @@ TEST(Objective, GradientCheckOfTheEnsembleKDTerm) {
   }
 }
 
+TEST(Objective, DivergenceOfAnEnsembleWithSampleWeights) {
+  // jsd(beta 0.3) at T = 2 towards the members' mixture, each sample weighted: a double reference.
+  auto c = context();
+  torch::manual_seed(21);
+  auto a = torch::randn({6, 5}) * 2, b = torch::randn({6, 5});
+  c.member_logits = {a, b};
+  c.member_weights = {0.25, 0.75};
+  c.sample_weights = torch::tensor({1.0, 0.0, 2.0, 0.5, 1.0, 3.0}, torch::kFloat);
+  const std::vector<double> w = {1.0, 0.0, 2.0, 0.5, 1.0, 3.0};
+  const double T = 2, beta = 0.3;
+  double num = 0, den = 0;
+  for (int64_t i = 0; i < 6; ++i) {
+    auto pa = softmax_row(a, i, T), pb = softmax_row(b, i, T), q = softmax_row(c.student_logits, i, T);
+    double kl_p = 0, kl_q = 0;
+    for (int k = 0; k < 5; ++k) {
+      const double p = 0.25 * pa[k] + 0.75 * pb[k], m = beta * p + (1 - beta) * q[k];
+      kl_p += p * std::log(p / m);
+      kl_q += q[k] * std::log(q[k] / m);
+    }
+    num += w[i] * (beta * kl_p + (1 - beta) * kl_q);
+    den += w[i];
+  }
+  auto terms = DivergenceObjective(DivergenceOptions().kind("jsd").beta(beta).temperature(T)).terms(c);
+  ASSERT_EQ(terms.size(), 1u);
+  EXPECT_EQ(terms[0].name, "jsd");
+  EXPECT_NEAR(terms[0].value.item<double>(), T * T * num / den, 1e-5);
+  EXPECT_THROW(DivergenceObjective(DivergenceOptions().kind("chi2")), Error);
+}
+
+TEST(Objective, DKDTermsAreTckdAndNckdWithAlphaAndBeta) {
+  auto c = context();  // sample 1 is unlabelled: the teacher's top class stands in
+  auto terms = DKDObjective(DKDLossOptions().alpha(2).beta(5).temperature(3)).terms(c);
+  ASSERT_EQ(terms.size(), 2u);
+  EXPECT_EQ(terms[0].name, "tckd");
+  EXPECT_EQ(terms[0].weight, 2);
+  EXPECT_EQ(terms[1].name, "nckd");
+  EXPECT_EQ(terms[1].weight, 5);
+  auto y = c.targets.clone();
+  y[1] = c.teacher_logits[1].argmax();
+  EXPECT_NEAR(weighted_sum(terms), dkd_loss(c.student_logits, c.teacher_logits, y,
+                                            DKDLossOptions().alpha(2).beta(5).temperature(3)).item<double>(), 1e-5);
+}
+
+TEST(Objective, AttentionTransferSumsItsLayerPairs) {
+  auto c = context(4);
+  c.student_features = {{"s1", torch::randn({4, 3, 8, 8})}, {"s2", torch::randn({4, 6, 4, 4})}};
+  c.teacher_features = {{"t1", torch::randn({4, 8, 8, 8})}, {"t2", torch::randn({4, 16, 2, 2})}};
+  AttentionTransferObjective at(AttentionTransferOptions({{"s1", "t1"}, {"s2", "t2"}}));
+  EXPECT_EQ(at.student_features(), (std::vector<std::string>{"s1", "s2"}));
+  EXPECT_EQ(at.teacher_features(), (std::vector<std::string>{"t1", "t2"}));
+  auto expected = (attention_transfer(c.student_features["s1"], c.teacher_features["t1"]) +
+                   attention_transfer(c.student_features["s2"], c.teacher_features["t2"]))
+                      .mean();
+  EXPECT_NEAR(value(at.terms(c), "at"), expected.item<double>(), 1e-6);
+  c.student_features.erase("s2");
+  EXPECT_THROW(at.terms(c), Error);
+  EXPECT_THROW(AttentionTransferObjective(AttentionTransferOptions({})), Error);
+}
+
+TEST(Objective, SchedulesMoveTemperatureAndWeightsWithProgress) {
+  auto c = context();
+  auto kd = std::make_shared<KDObjective>(KDLossOptions().alpha(1));
+  kd->set_temperature(Schedule(ScheduleOptions().kind("linear").start(8).end(2)));  // over the run
+  c.progress = TrainProgress{50, 5, 100, 10};  // halfway: T = 5
+  EXPECT_NEAR(value(kd->terms(c), "kd"), kd_soft_loss(c.student_logits, c.teacher_logits, 5).item<double>(), 1e-5);
+  CompositeObjective loss;
+  loss.add("kd", kd, Schedule(ScheduleOptions().kind("linear").start(0).end(1).span_epochs(20)));
+  auto terms = loss.terms(c);  // epoch 5 of a 20-epoch warm-up
+  ASSERT_EQ(terms.size(), 1u);
+  EXPECT_DOUBLE_EQ(terms[0].weight, 0.25);
+  EXPECT_TRUE(loss.needs_teacher());  // a weight that starts at 0 still switches on
+  CompositeObjective off;
+  off.add("kd", kd, 0.0);
+  EXPECT_FALSE(off.needs_teacher());
+  EXPECT_THROW(kd->set_temperature(Schedule(ScheduleOptions().kind("linear").start(4).end(0))), Error);
+}
+
 }  // namespace kdistill::test
+

@@ -1,6 +1,7 @@
 """Configured runs from Python: a dict or a YAML file, a live or cached teacher; the trained
 student is checked in PyTorch alone."""
 import hashlib
+import json
 import os
 import pathlib
 
@@ -136,5 +137,28 @@ def test_train_with_a_list_of_weighted_objectives(tabular, run_config):
 
 def test_a_list_entry_with_an_unknown_kind_names_its_key_path(run_config):
     run_config["loss"] = [{"kind": "kd"}, {"kind": "fitnet"}]
-    with pytest.raises(kdistill.Error, match=r"<dict>: loss\[1\]\.kind: expected kd, ce, soft_ce, mse or hint"):
+    with pytest.raises(kdistill.Error, match=r"<dict>: loss\[1\]\.kind: expected kd, ce, soft_ce, mse, hint, at, dkd, reverse_kl, jsd, tvd, skew_kl or skew_reverse_kl"):
         kdistill.train(run_config)
+
+
+def test_methods_schedules_and_generations_from_a_dict(tabular, run_config):
+    """DKD warmed up over 10 steps, a generalized JSD and born-again generations, all from the
+    config dict; each step's loss is the scheduled weighted sum of its logged terms."""
+    run_config["loss"] = [{"kind": "dkd", "beta": 2.0, "weight": {"schedule": "linear", "start": 0, "end": 1, "steps": 10}},
+                          {"kind": "ce"},
+                          {"kind": "jsd", "beta": 0.9, "weight": 0.5}]
+    run_config["generations"] = 2
+    run_config["train"]["log_every"] = 1
+    run_config["train"]["lr"] = 0.02  # DKD at T = 4 weighs 16 (alpha + beta) times its KL: a smaller step
+    r = kdistill.train(run_config)
+    assert set(r["models"]) == {"teacher", "student_gen1", "student_gen2"}
+    got = accuracy(os.path.join(r["output_dir"], "student.pt"), tabular["x_test"], tabular["y_test"])
+    assert got > 0.8
+    assert r["models"]["student_gen2"]["accuracy"] == pytest.approx(got, abs=0.011)
+    with open(os.path.join(r["output_dir"], "generation_1", "metrics.jsonl")) as f:
+        steps = [j for j in map(json.loads, f) if j["type"] == "step"]
+    for s in steps[:14]:
+        w = min((s["step"] - 1) / 10, 1.0)  # the weight at the step's start (steps done before it)
+        t = s["terms"]
+        want = w * (t["dkd.tckd"] + 2.0 * t["dkd.nckd"]) + t["ce"] + 0.5 * t["jsd"]
+        assert s["loss"] == pytest.approx(want, rel=1e-5), s

@@ -76,12 +76,13 @@ TEST(Config, ErrorsNameTheKeyPath) {
   EXPECT_EQ(error_of(base + "train: {epochs: 2.5}\n"), "run.yaml: train.epochs: expected an integer, got \"2.5\"");
   EXPECT_EQ(error_of(base + "train: {nesterov: maybe}\n"), "run.yaml: train.nesterov: expected true or false, got \"maybe\"");
   EXPECT_EQ(error_of(base + "train: [1, 2]\n"), "run.yaml: train: expected a mapping, got a list");
-  EXPECT_EQ(error_of(base + "loss: {temperature: {a: 1}}\n"), "run.yaml: loss.temperature: expected a number, got a mapping");
+  EXPECT_EQ(error_of(base + "loss: {temperature: {a: 1}}\n"),
+            "run.yaml: loss.temperature.a: unknown key (expected one of: end, epochs, gamma, schedule, start, step_size, steps)");
   EXPECT_NE(error_of(base + "data: {format: csv}\n").find("data.format: expected idx or hdf5, got \"csv\""), std::string::npos);
   EXPECT_NE(error_of(base + "data: {format: hdf5}\n").find("data.train: required"), std::string::npos);
   EXPECT_NE(error_of(base + "teacher: {cache: a.h5, torchscript: t.pt}\n").find("either torchscript or cache"),
             std::string::npos);
-  EXPECT_NE(error_of(base + "loss: {kind: dkd}\n").find("loss.kind: expected kd"), std::string::npos);
+  EXPECT_NE(error_of(base + "loss: {kind: fitnet}\n").find("loss.kind: expected kd"), std::string::npos);
   EXPECT_NE(error_of("output: o\n").find("student: required"), std::string::npos);
   EXPECT_NE(error_of("student: {torchscript: s.pt}\n").find("output: required"), std::string::npos);
   EXPECT_NE(error_of("train: {lr: [\n").find("not valid YAML"), std::string::npos);
@@ -132,9 +133,9 @@ TEST(Config, LossListOfWeightedObjectives) {
   ASSERT_EQ(c.objectives.size(), 3u);
   EXPECT_EQ(c.objectives[0].kind, "kd");
   EXPECT_EQ(c.objectives[0].name, "kd");
-  EXPECT_EQ(c.objectives[0].weight, 0.9);
+  EXPECT_EQ(c.objectives[0].weight.initial(), 0.9);
   EXPECT_EQ(c.objectives[0].alpha, 1.0);  // the list form's KD is the soft term alone
-  EXPECT_EQ(c.objectives[1].weight, 0.1);
+  EXPECT_EQ(c.objectives[1].weight.initial(), 0.1);
   EXPECT_EQ(c.objectives[2].name, "h2");
   EXPECT_EQ(c.objectives[2].student, "layer2");
   EXPECT_EQ(c.objectives[2].adapter, "linear");
@@ -153,7 +154,7 @@ TEST(Config, LossListOfWeightedObjectives) {
 TEST(Config, LossListErrorsNameTheKeyPath) {
   const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
   EXPECT_EQ(error_of(base + "loss: [{kind: kd}, {kind: fitnet}]\n"),
-            "run.yaml: loss[1].kind: expected kd, ce, soft_ce, mse or hint, got \"fitnet\"");
+            "run.yaml: loss[1].kind: expected kd, ce, soft_ce, mse, hint, at, dkd, reverse_kl, jsd, tvd, skew_kl or skew_reverse_kl, got \"fitnet\"");
   EXPECT_NE(error_of(base + "loss: [{kind: ce, temperature: 2}]\n").find("run.yaml: loss[0].temperature: unknown key"),
             std::string::npos);
   EXPECT_NE(error_of(base + "loss: [{weight: 2}]\n").find("run.yaml: loss[0].kind: required"), std::string::npos);
@@ -168,6 +169,64 @@ TEST(Config, LossListErrorsNameTheKeyPath) {
   EXPECT_NE(error_of(base + "loss: [{kind: hint, student: a, teacher: b, adapter: mlp}]\n")
                 .find("loss[0].adapter: expected conv1x1 or linear"),
             std::string::npos);
+}
+
+TEST(Config, MethodKindsSchedulesGenerationsAndValidation) {
+  const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
+  auto c = parse_config(base + "generations: 3\ndata: {validation: 1000}\n"
+                               "loss: [{kind: dkd, weight: {schedule: linear, start: 0, end: 1, epochs: 20}}, {kind: ce},\n"
+                               "  {kind: jsd, beta: 0.9}, {kind: skew_kl, skew: 0.2, temperature: {schedule: cosine, start: 4, end: 1}},\n"
+                               "  {kind: at, student: [a, b], teacher: [c, d]}, {kind: tvd}, {kind: reverse_kl, temperature: 2},\n"
+                               "  {kind: skew_reverse_kl, weight: {schedule: step, start: 1, step_size: 100, gamma: 0.5}}]\n",
+                        "run.yaml", "/b");
+  EXPECT_EQ(c.generations, 3);
+  EXPECT_EQ(c.data.validation, 1000);
+  ASSERT_EQ(c.objectives.size(), 8u);
+  const auto& dkd = c.objectives[0];
+  EXPECT_EQ(dkd.alpha, 1.0);  // mdistiller's defaults
+  EXPECT_EQ(dkd.beta, 8.0);
+  EXPECT_EQ(dkd.temperature.initial(), 4.0);
+  EXPECT_EQ(dkd.weight.options().kind(), "linear");
+  EXPECT_EQ(dkd.weight.options().span_epochs(), 20);
+  EXPECT_EQ(c.objectives[2].beta, 0.9);
+  EXPECT_EQ(c.objectives[2].temperature.initial(), 1.0);  // the divergences default to T = 1
+  EXPECT_EQ(c.objectives[3].skew, 0.2);
+  EXPECT_EQ(c.objectives[3].temperature.describe(), "cosine(4 -> 1 over the run)");
+  EXPECT_EQ(c.objectives[4].pairs, (std::vector<std::pair<std::string, std::string>>{{"a", "c"}, {"b", "d"}}));
+  EXPECT_EQ(c.objectives[6].temperature.initial(), 2.0);
+  EXPECT_EQ(c.objectives[7].weight.describe(), "step(1 x 0.5 every 100 steps)");
+  auto again = parse_config(to_yaml(c), "again", "/b");
+  EXPECT_EQ(to_yaml(again), to_yaml(c));
+  EXPECT_EQ(again.objectives[4].pairs, c.objectives[4].pairs);
+  EXPECT_EQ(again.objectives[0].weight.describe(), "linear(0 -> 1 over 20 epochs)");
+  // A one-pair attention transfer may name its taps as strings.
+  auto one = parse_config(base + "loss: {kind: at, student: x, teacher: y, p: 4}\n", "run.yaml", "/b");
+  EXPECT_EQ(one.objectives.at(0).pairs.size(), 1u);
+  EXPECT_EQ(one.objectives.at(0).p, 4.0);
+  // The mapping form of KD with an annealed temperature becomes one list entry (Hinton's alpha kept).
+  auto anneal = parse_config(base + "loss: {kind: kd, temperature: {schedule: linear, start: 8, end: 2}}\n", "run.yaml", "/b");
+  ASSERT_EQ(anneal.objectives.size(), 1u);
+  EXPECT_EQ(anneal.objectives[0].alpha, 0.9);
+}
+
+TEST(Config, MethodErrorsNameTheKeyPath) {
+  const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
+  EXPECT_EQ(error_of(base + "loss: [{kind: jsd, beta: 1}]\n"), "run.yaml: loss[0].beta must be in (0, 1), got 1");
+  EXPECT_EQ(error_of(base + "loss: [{kind: skew_kl, skew: 1.5}]\n"), "run.yaml: loss[0].skew must be in [0, 1), got 1.5");
+  EXPECT_EQ(error_of(base + "loss: [{kind: dkd, beta: -1}]\n"), "run.yaml: loss[0].beta must be >= 0, got -1");
+  EXPECT_EQ(error_of(base + "loss: [{kind: at, student: [a, b], teacher: c}]\n"),
+            "run.yaml: loss[0]: student and teacher must list as many taps (2 and 1)");
+  EXPECT_EQ(error_of(base + "loss: [{kind: at, student: a}]\n"),
+            "run.yaml: loss[0].teacher: required for attention transfer (the teacher feature's submodule path)");
+  EXPECT_EQ(error_of(base + "loss: [{kind: ce, weight: {schedule: exponential}}]\n"),
+            "run.yaml: loss[0].weight: kind must be constant, linear, cosine or step, got \"exponential\"");
+  EXPECT_EQ(error_of(base + "loss: [{kind: ce, weight: {start: 1}}]\n"),
+            "run.yaml: loss[0].weight.schedule: required in a schedule (constant, linear, cosine or step)");
+  EXPECT_EQ(error_of(base + "loss: [{kind: kd, temperature: {schedule: linear, start: 4, end: 0}}]\n"),
+            "run.yaml: loss[0].temperature must be > 0, got linear(4 -> 0 over the run)");
+  EXPECT_EQ(error_of(base + "loss: [{kind: tvd, beta: 0.5}]\n").substr(0, 36), "run.yaml: loss[0].beta: unknown key ");
+  EXPECT_EQ(error_of(base + "generations: 0\n"), "run.yaml: generations: must be from 1 to 100, got 0");
+  EXPECT_EQ(error_of(base + "data: {validation: -5}\n"), "run.yaml: data.validation: must be >= 0, got -5");
 }
 
 TEST(Config, Precision) {

@@ -44,6 +44,25 @@ struct ProbabilityMatch : Objective {
   }
 };
 
+// Images [n, 1, 8, 8] labelled by which third of the image (top, middle, bottom rows) is brightest.
+data::TensorDataset band_images(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto x = torch::randn({n, 1, 8, 8});
+  auto bands = torch::stack({x.narrow(2, 0, 3).mean({1, 2, 3}), x.narrow(2, 3, 2).mean({1, 2, 3}) * 1.2,
+                             x.narrow(2, 5, 3).mean({1, 2, 3})}, 1);
+  return data::TensorDataset(x, bands.argmax(1), 3, "bands");
+}
+
+// Records what the trainer tells an objective about progress.
+struct ProgressProbe : Objective {
+  std::vector<TrainProgress> seen;
+  std::vector<LossTerm> terms(const StepContext& c) override {
+    seen.push_back(c.progress);
+    return {{"ce", torch::nn::functional::cross_entropy(c.student_logits, c.targets), 1.0}};
+  }
+  bool needs_teacher() const override { return false; }
+};
+
 }  // namespace
 
 TEST(Engine, AUsersOwnObjectiveTrainsAStudentAndEveryTermIsLogged) {
@@ -177,4 +196,34 @@ TEST(Engine, WeightedEnsembleLogitsAndMembers) {
   EXPECT_THAT(error_of([&] { EnsembleTeacher({a, b}, {1.0, 0.0}); }), HasSubstr("must be > 0"));
 }
 
+TEST(Engine, ObjectivesSeeTheStepEpochAndRunLength) {
+  auto probe = std::make_shared<ProgressProbe>();
+  DistillTrainer t(mlp16(3), nullptr, quiet().epochs(3).objective(probe));
+  t.fit(rule_data(100, 1));  // 100 samples in batches of 32: 4 steps an epoch
+  ASSERT_EQ(probe->seen.size(), 13u);  // the preflight probe, then 12 steps
+  probe->seen.erase(probe->seen.begin());
+  for (int64_t i = 0; i < 12; ++i) {
+    EXPECT_EQ(probe->seen[i].step, i);
+    EXPECT_EQ(probe->seen[i].epoch, i / 4);
+    EXPECT_EQ(probe->seen[i].total_steps, 12);
+    EXPECT_EQ(probe->seen[i].steps_per_epoch, 4);
+  }
+}
+
+TEST(Engine, AttentionTransferThroughTheTrainerAlignsTheStudentsAttentionWithTheTeachers) {
+  auto train = band_images(300, 1);
+  torch::manual_seed(5);
+  auto teacher = std::make_shared<ModelTeacher>(Model(cnn({1, 8, 8}, {8, 16}, 3), "cnn:8,16"));
+  torch::manual_seed(6);
+  Model student(cnn({1, 8, 8}, {4, 8}, 3), "cnn:4,8");
+  const auto params = student.num_parameters();
+  // Layer 2 is the first ReLU ([B, 4, 8, 8] and [B, 8, 8, 8]), layer 6 the second ([B, 8, 4, 4], [B, 16, 4, 4]).
+  auto at = std::make_shared<AttentionTransferObjective>(AttentionTransferOptions({{"2", "2"}, {"6", "6"}}));
+  DistillTrainer t(student, teacher, quiet().epochs(6).lr(0.05).objective(at));
+  auto r = t.fit(train);
+  EXPECT_LT(r.epochs.back().terms.at("at"), 0.5 * r.epochs.front().terms.at("at"));
+  EXPECT_EQ(t.student().num_parameters(), params);
+}
+
 }  // namespace kdistill::test
+

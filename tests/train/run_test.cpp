@@ -10,7 +10,10 @@
 
 #include "fixtures/fixtures.h"
 #include "kdistill/core/error.h"
+#include "kdistill/data/hdf5.h"
 #include "kdistill/io/atomic_file.h"
+#include "kdistill/io/sha256.h"
+#include "kdistill/metrics/evaluate.h"
 #include "kdistill/models/model.h"
 #include "support.h"
 
@@ -211,4 +214,94 @@ TEST(Run, WeightedObjectivesWithAHintAndAnEnsembleTeacher) {
   }
 }
 
+// Born-again distillation: generation 2 learns from generation 1's student; the output directory
+// reports every generation and holds the last student.
+TEST(Run, GenerationsTrainEachStudentFromThePreviousOne) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  const auto out = dir / "ban";
+  auto text = config_text(fx, out, "teacher: {torchscript: " + fx + "/teacher.pt}\n") + "generations: 2\n";
+  auto result = run_config(parse_config(text, "run.yaml", dir.path()));
+  ASSERT_EQ(result.generations.size(), 2u);
+  auto report = nlohmann::json::parse(io::read_file(out + "/report.json"));
+  ASSERT_TRUE(report["models"].contains("teacher") && report["models"].contains("student_gen1") &&
+              report["models"].contains("student_gen2"))
+      << report.dump();
+  EXPECT_EQ(report["models"]["student_gen2"]["accuracy"].get<double>(), result.generations[1].final_eval.accuracy);
+  EXPECT_GT(result.generations[1].final_eval.accuracy, 0.85);
+  // Generation 2's teacher is generation 1's student, by path and by content.
+  auto m2 = nlohmann::json::parse(io::read_file(out + "/generation_2/manifest.json"));
+  EXPECT_EQ(m2["files"]["teacher"]["path"], out + "/generation_1/student.pt");
+  EXPECT_EQ(m2["files"]["teacher"]["sha256"], io::sha256_file(out + "/generation_1/student.pt"));
+  EXPECT_EQ(io::read_file(out + "/student.pt"), io::read_file(out + "/generation_2/student.pt"));
+  EXPECT_NE(io::read_file(out + "/generation_1/student.pt"), io::read_file(out + "/generation_2/student.pt"));
+  // Generation 2's teacher accuracy is generation 1's student accuracy on the same test set.
+  EXPECT_NEAR(result.generations[1].teacher_accuracy, result.generations[0].final_eval.accuracy, 1e-12);
+  // Resuming the finished run gives the same students, and a new run into it is refused.
+  auto again = resume_run(out);
+  EXPECT_EQ(again.generations.size(), 2u);
+  EXPECT_EQ(io::read_file(out + "/student.pt"), io::read_file(out + "/generation_2/student.pt"));
+  EXPECT_THROW(run_config(parse_config(text, "run.yaml", dir.path())), Error);
+}
+
+// data.validation holds out the last training samples as the evaluation set; a logit cache made
+// for the whole training file serves its first rows.
+TEST(Run, ValidationHoldsOutTheLastTrainingSamples) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  const auto out = dir / "val";
+  auto text = config_text(fx, out, "teacher: {cache: " + fx + "/probs.h5}\n");
+  text.replace(text.find("/test.h5}"), 9, "/test.h5, validation: 100}");
+  auto result = run_config(parse_config(text, "run.yaml", dir.path()));
+  auto report = nlohmann::json::parse(result.report_json);
+  EXPECT_EQ(report["dataset"]["train"], 300);
+  EXPECT_EQ(report["dataset"]["test"], 100);
+  EXPECT_EQ(result.train.final_eval.samples, 100);
+  // The reported accuracy is the student's on the last 100 rows of train.h5, sliced by hand.
+  auto held_out = data::load_hdf5(fx + "/train.h5", "x", "y").slice(300, 400);
+  auto student = Model::load_torchscript(out + "/student.pt");
+  EXPECT_DOUBLE_EQ(metrics::accuracy(predict(student, held_out), held_out.targets()), result.train.final_eval.accuracy);
+  std::string bad = text;
+  bad.replace(bad.find("validation: 100"), 15, "validation: 400");
+  bad.replace(bad.find(out), out.size(), dir / "bad");
+  try {
+    run_config(parse_config(bad, "run.yaml", dir.path()));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("data.validation: 400 must be below the training set size 400"), std::string::npos)
+        << e.what();
+  }
+}
+
+// The method kinds run from a config: DKD with mdistiller's warm-up, a divergence with an annealed
+// temperature, and attention transfer refused on features that are not images.
+TEST(Run, MethodKindsTrainFromAConfig) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  const auto out = dir / "dkd";
+  auto text = config_text(fx, out, "teacher: {torchscript: " + fx + "/teacher.pt}\n");
+  text.replace(text.find("loss: {kind: kd, temperature: 2.0, alpha: 0.7}"), 46,
+               "loss: [{kind: dkd, beta: 2, weight: {schedule: linear, start: 0, end: 1, epochs: 2}}, {kind: ce},\n"
+               "       {kind: jsd, beta: 0.9, weight: 0.5, temperature: {schedule: cosine, start: 4, end: 1}}]");
+  auto result = run_config(parse_config(text, "run.yaml", dir.path()));
+  EXPECT_GT(result.train.final_eval.accuracy, 0.85);
+  auto first = nlohmann::json::parse(io::read_lines(out + "/metrics.jsonl").front());
+  for (const char* term : {"dkd.tckd", "dkd.nckd", "ce", "jsd"}) EXPECT_TRUE(first["terms"].contains(term)) << first.dump();
+  const auto out2 = dir / "at";
+  auto at = config_text(fx, out2, "teacher: {torchscript: " + fx + "/teacher.pt}\n");
+  at.replace(at.find("loss: {kind: kd, temperature: 2.0, alpha: 0.7}"), 46, "loss: {kind: at, student: '1', teacher: '1'}");
+  try {
+    run_config(parse_config(at, "run.yaml", dir.path()));
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("loss[0]: attention transfer needs [B, C, H, W] features; '1' of the student is [1, 16]"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace kdistill::test
+

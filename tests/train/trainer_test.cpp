@@ -86,17 +86,29 @@ std::shared_ptr<Objective> kd_with_hint() {
   return loss;
 }
 
+// DKD with its weight warmed up over 2 epochs and its temperature annealed, plus label
+// cross-entropy: every scheduled value depends on the step counter that a checkpoint restores.
+std::shared_ptr<Objective> scheduled_dkd() {
+  auto loss = std::make_shared<CompositeObjective>();
+  auto dkd = std::make_shared<DKDObjective>(DKDLossOptions().beta(2));
+  dkd->set_temperature(Schedule(ScheduleOptions().kind("cosine").start(6).end(2)));
+  loss->add("dkd", dkd, Schedule(ScheduleOptions().kind("linear").start(0).end(1).span_epochs(2)));
+  loss->add("ce", std::make_shared<CrossEntropyObjective>());
+  return loss;
+}
+
 // The child job the kill tests start: 3 epochs of distillation with dropout, checkpoints every
 // 5 steps, metrics every step. `--kill-at-step K` SIGKILLs itself right after step K; `--hint`
 // adds a hint objective with parameters of its own (saved at the end as adapter.pt).
 int train_child(const std::vector<std::string>& args) {
   std::string out;
   int64_t kill_at = -1;
-  bool resume = false, hint = false, bf16 = false;
+  bool resume = false, hint = false, bf16 = false, scheduled = false;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--out") out = args.at(++i);
     else if (args[i] == "--hint") hint = true;
     else if (args[i] == "--bf16") bf16 = true;
+    else if (args[i] == "--scheduled") scheduled = true;
     else if (args[i] == "--kill-at-step") kill_at = std::stoll(args.at(++i));
     else if (args[i] == "--resume") resume = true;
     else if (args[i] == "--kill-in-write") {
@@ -111,6 +123,7 @@ int train_child(const std::vector<std::string>& args) {
   auto student = small_mlp(11, 3, 0.2);
   auto options = child_options(out);
   if (hint) options.objective(kd_with_hint());
+  if (scheduled) options.objective(scheduled_dkd());
   if (bf16) options.precision(PrecisionOptions().teacher(Precision::kBFloat16).student(Precision::kBFloat16));
   DistillTrainer trainer(student, teacher, options);
   if (resume) trainer.resume();
@@ -241,6 +254,29 @@ TEST(Trainer, ResumeAfterSigkillIsBitwiseWithAnObjectiveThatOwnsParameters) {
   auto first = nlohmann::json::parse(lines.front());
   EXPECT_TRUE(first["terms"].contains("kd.kd") && first["terms"].contains("kd.ce") && first["terms"].contains("hint"))
       << lines.front();
+}
+
+// Schedules (a warmed-up weight, an annealed temperature) resume where they were: their position
+// is the step counter the checkpoint holds, so the killed run ends bitwise equal.
+TEST(Trainer, ResumeAfterSigkillIsBitwiseWithScheduledWeightAndTemperature) {
+  TempDir ref, killed;
+  const std::string exe = self_exe();
+  auto full = run(exe + " --child=train --scheduled --out " + ref.path());
+  ASSERT_EQ(full.status, 0) << full.err;
+  for (int kill : {9, 27}) {
+    auto r = run(exe + " --child=train --scheduled --resume --out " + killed.path() + " --kill-at-step " +
+                 std::to_string(kill));
+    ASSERT_EQ(r.status, 128 + SIGKILL) << "kill at " << kill << ": " << r.err;
+  }
+  auto done = run(exe + " --child=train --scheduled --resume --out " + killed.path());
+  ASSERT_EQ(done.status, 0) << done.err;
+  auto a = small_mlp(0, 3, 0.2), b = small_mlp(0, 3, 0.2);
+  a.load_weights(ref / "final.pt");
+  b.load_weights(killed / "final.pt");
+  EXPECT_TRUE(same(snapshot(a), snapshot(b)));
+  auto first = nlohmann::json::parse(io::read_lines(killed / "metrics.jsonl").front());
+  EXPECT_TRUE(first["terms"].contains("dkd.tckd") && first["terms"].contains("dkd.nckd") && first["terms"].contains("ce"))
+      << first.dump();
 }
 
 // bf16 teacher and bf16 student compute: exact resume still holds for that precision, and the

@@ -12,18 +12,12 @@
 #include <torch/nn/modules/linear.h>
 #include <torch/types.h>
 
+#include "kdistill/losses/divergence.h"
+#include "kdistill/losses/dkd.h"
 #include "kdistill/losses/kd_loss.h"
+#include "kdistill/losses/schedule.h"
 
 namespace kdistill {
-
-/// Where training stands when a step runs (for objectives that change over a run).
-struct TrainProgress {
-  int64_t step = 0;         ///< optimizer steps done before this one
-  int64_t epoch = 0;        ///< 0-based
-  int64_t total_steps = 0;  ///< steps the run will take
-  /// step / total_steps, in [0, 1).
-  double fraction() const { return total_steps > 0 ? static_cast<double>(step) / static_cast<double>(total_steps) : 0.0; }
-};
 
 /// Everything an objective sees at one training step.
 struct StepContext {
@@ -94,6 +88,29 @@ class Objective : public torch::nn::Module {
   virtual bool needs_labels() const { return false; }
 };
 
+/// The temperature of an objective that softens distributions: the constant from its options,
+/// or a schedule set afterwards (annealing T over training).
+///
+/// Example:
+/// ```
+/// auto kd = std::make_shared<kdistill::KDObjective>(kdistill::KDLossOptions().alpha(1));
+/// kd->set_temperature(kdistill::Schedule(kdistill::ScheduleOptions().kind("linear").start(8).end(2)));
+/// ```
+class Tempered {
+ public:
+  /// Throws `kdistill::Error` unless every value of `temperature` is > 0.
+  void set_temperature(Schedule temperature);
+  const Schedule& temperature() const { return temperature_; }
+
+ protected:
+  explicit Tempered(const char* who, double temperature);
+  double temperature_at(const TrainProgress& progress) const { return temperature_.at(progress); }
+
+ private:
+  const char* who_;
+  Schedule temperature_;
+};
+
 /// Hinton et al.'s KD as an objective: the terms of `kd_loss`, named `kd` (the T^2-scaled soft
 /// KL, weight alpha) and `ce` (cross-entropy on the labelled samples, weight 1 - alpha). A term
 /// whose weight is 0 is not computed. With an ensemble teacher the soft targets are
@@ -104,7 +121,7 @@ class Objective : public torch::nn::Module {
 /// ```
 /// auto kd = std::make_shared<kdistill::KDObjective>(kdistill::KDLossOptions().temperature(4).alpha(0.9));
 /// ```
-class KDObjective : public Objective {
+class KDObjective : public Objective, public Tempered {
  public:
   explicit KDObjective(KDLossOptions options = {});
   std::vector<LossTerm> terms(const StepContext& ctx) override;
@@ -127,13 +144,10 @@ class CrossEntropyObjective : public Objective {
 
 /// Soft-target cross-entropy at temperature T (`soft_ce`), T^2-scaled: KD's soft term plus the
 /// teacher's entropy (a constant in the student). See `soft_target_cross_entropy`.
-class SoftTargetCEObjective : public Objective {
+class SoftTargetCEObjective : public Objective, public Tempered {
  public:
   explicit SoftTargetCEObjective(double temperature = 1.0);
   std::vector<LossTerm> terms(const StepContext& ctx) override;
-
- private:
-  double temperature_;
 };
 
 /// Mean squared error between student and teacher logits (`mse`, Ba & Caruana 2014).
@@ -183,8 +197,79 @@ class HintObjective : public Objective {
   torch::nn::Linear linear_{nullptr};
 };
 
+/// One of `divergence`'s divergences between the teacher's and the student's softened
+/// distributions, as an objective: the term is named by the kind (`kl`, `reverse_kl`, `jsd`,
+/// `tvd`, `skew_kl`, `skew_reverse_kl`), T^2-scaled, averaged over the samples (weighted by
+/// `sample_weights` when the step has them). An ensemble's targets are `teacher_log_probs` at T.
+///
+/// Example (GKD's generalized JSD with beta 0.9):
+/// ```
+/// auto jsd = std::make_shared<kdistill::DivergenceObjective>(kdistill::DivergenceOptions().kind("jsd").beta(0.9));
+/// ```
+class DivergenceObjective : public Objective, public Tempered {
+ public:
+  explicit DivergenceObjective(DivergenceOptions options = {});
+  std::vector<LossTerm> terms(const StepContext& ctx) override;
+  const DivergenceOptions& options() const { return options_; }
+
+ private:
+  DivergenceOptions options_;
+};
+
+/// Decoupled KD (`dkd_loss`) as an objective: terms `tckd` (weight alpha) and `nckd` (weight
+/// beta), each T^2-scaled. An unlabelled sample's target class is the teacher's top class. Add
+/// cross-entropy and a warm-up of the DKD weight to get mdistiller's recipe:
+///
+/// Example (mdistiller: alpha 1, beta 8, T 4, CE weight 1, DKD weight warmed up over 20 epochs):
+/// ```
+/// auto loss = std::make_shared<kdistill::CompositeObjective>();
+/// loss->add("dkd", std::make_shared<kdistill::DKDObjective>(),
+///           kdistill::Schedule(kdistill::ScheduleOptions().kind("linear").start(0).end(1).span_epochs(20)));
+/// loss->add("ce", std::make_shared<kdistill::CrossEntropyObjective>());
+/// ```
+class DKDObjective : public Objective, public Tempered {
+ public:
+  explicit DKDObjective(DKDLossOptions options = {});
+  std::vector<LossTerm> terms(const StepContext& ctx) override;
+  const DKDLossOptions& options() const { return options_; }
+
+ private:
+  DKDLossOptions options_;
+};
+
+/// Options for `AttentionTransferObjective`.
+struct AttentionTransferOptions {
+  /// Layer pairs: (student tap, teacher tap), each a `[B, C, H, W]` feature.
+  using Pairs = std::vector<std::pair<std::string, std::string>>;
+  explicit AttentionTransferOptions(Pairs pairs) : pairs_(std::move(pairs)) {}
+  TORCH_ARG(Pairs, pairs);
+  /// The exponent of the attention map.
+  TORCH_ARG(double, p) = 2.0;
+};
+
+/// Attention transfer (Zagoruyko and Komodakis, ICLR 2017): the term `at` is the sum over layer
+/// pairs of `attention_transfer` (the squared distance of L2-normalised spatial attention maps,
+/// p = 2), averaged over the samples. No parameters; channel counts may differ, and a larger
+/// spatial size is pooled to the smaller. mdistiller weights it by 1000.
+///
+/// Example:
+/// ```
+/// auto at = std::make_shared<kdistill::AttentionTransferObjective>(
+///     kdistill::AttentionTransferOptions({{"features.2", "features.2"}, {"features.6", "features.6"}}));
+/// ```
+class AttentionTransferObjective : public Objective {
+ public:
+  explicit AttentionTransferObjective(AttentionTransferOptions options);
+  std::vector<LossTerm> terms(const StepContext& ctx) override;
+  std::vector<std::string> student_features() const override;
+  std::vector<std::string> teacher_features() const override;
+
+ private:
+  AttentionTransferOptions options_;
+};
+
 /// Objectives combined with weights: the terms of each entry, each term's weight multiplied by the
-/// entry's weight. A term is named by its entry's name when the entry gives one term, and
+/// entry's weight (a constant or a `Schedule`, evaluated at each step). A term is named by its entry's name when the entry gives one term, and
 /// `entry.term` when it gives several. Entries are registered submodules (their parameters are
 /// the composite's).
 ///
@@ -196,8 +281,8 @@ class HintObjective : public Objective {
 /// ```
 class CompositeObjective : public Objective {
  public:
-  /// Adds an entry; `name` must be unique and non-empty, `weight` finite.
-  CompositeObjective& add(const std::string& name, std::shared_ptr<Objective> objective, double weight = 1.0);
+  /// Adds an entry; `name` must be unique and non-empty and hold no '.'.
+  CompositeObjective& add(const std::string& name, std::shared_ptr<Objective> objective, Schedule weight = 1.0);
   std::vector<LossTerm> terms(const StepContext& ctx) override;
   std::vector<std::string> student_features() const override;
   std::vector<std::string> teacher_features() const override;
@@ -209,7 +294,8 @@ class CompositeObjective : public Objective {
   struct Entry {
     std::string name;
     std::shared_ptr<Objective> objective;
-    double weight;
+    Schedule weight;
+    bool off() const { return weight.is_constant() && weight.initial() == 0; }
   };
   std::vector<Entry> entries_;
 };

@@ -2,7 +2,10 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "kdistill/losses/schedule.h"
 
 #include "kdistill/train/trainer.h"
 
@@ -17,18 +20,28 @@ struct DataConfig {
   std::string features = "x";  ///< hdf5: features dataset
   std::string labels = "y";    ///< hdf5: labels dataset
   int64_t labeled = 0;         ///< > 0: only the first N training labels are kept (transfer set)
+  /// > 0: the last N training samples are held out and evaluated on in place of the test set (for
+  /// tuning a recipe without looking at the test set); `labeled` then counts within the rest.
+  int64_t validation = 0;
 };
 
 /// One weighted objective of a run's `loss:` (see `CompositeObjective`).
+/// Kinds: kd (Hinton's forward KL with its label share), ce, soft_ce, mse, hint, at, dkd, and the
+/// divergences reverse_kl, jsd, tvd, skew_kl, skew_reverse_kl (see `divergence`).
 struct ObjectiveConfig {
-  std::string kind = "kd";        ///< kd, ce, soft_ce, mse or hint
+  std::string kind = "kd";
   std::string name;               ///< the term's name in metrics.jsonl; defaults to `kind`
-  double weight = 1.0;
-  double temperature = 4.0;       ///< kd, soft_ce
-  double alpha = 1.0;             ///< kd: its soft term's share (default 1 in a list, where `ce` is its own entry; 0.9 in the mapping form)
+  Schedule weight = 1.0;          ///< a number, or `{schedule: linear, start: 0, end: 1, epochs: 20}`
+  /// kd, soft_ce, dkd (default 4) and the divergences (default 1): a number or a schedule.
+  Schedule temperature = 4.0;
+  double alpha = 1.0;             ///< kd: its soft term's share (default 1 in a list, where `ce` is its own entry; 0.9 in the mapping form); dkd: the TCKD weight (default 1)
+  double beta = 0.5;              ///< jsd: the teacher's share of the mixture (default 0.5); dkd: the NCKD weight (default 8)
+  double skew = 0.1;              ///< skew_kl, skew_reverse_kl
+  double p = 2.0;                 ///< at: the attention map's exponent
   std::string student;            ///< hint: the student tap
   std::string teacher;            ///< hint: the teacher tap
   std::string adapter = "conv1x1";  ///< hint: conv1x1 or linear
+  std::vector<std::pair<std::string, std::string>> pairs;  ///< at: (student tap, teacher tap) pairs
 };
 
 /// One member of a teacher ensemble: a TorchScript model or a logit cache, with its weight.
@@ -65,6 +78,9 @@ struct RunConfig {
   std::vector<ObjectiveConfig> objectives;
   TrainerOptions train;             ///< train.* keys and loss temperature/alpha
   std::string output;               ///< output directory (required)
+  /// Born-again distillation: > 1 trains that many students in turn, each the next one's teacher
+  /// (the first learns from `teacher:`, or from labels alone without one).
+  int64_t generations = 1;
 };
 
 /// Parses YAML (or JSON, which is YAML) into a `RunConfig`. Relative paths are resolved against

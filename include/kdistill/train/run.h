@@ -1,6 +1,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "kdistill/train/config.h"
 #include "kdistill/train/trainer.h"
@@ -12,6 +13,8 @@ struct RunResult {
   std::string output_dir;
   TrainResult train;
   std::string report_json;  ///< the contents of report.json
+  /// With `generations: N` > 1: each generation's result, first to last (`train` is the last's).
+  std::vector<TrainResult> generations;
 };
 
 /// Runs a configured distillation. The output directory receives: `config.yaml` (resolved),
@@ -21,6 +24,12 @@ struct RunResult {
 /// student files, versions, device, BLAS, start and end times, status, final metrics). Every
 /// file is written atomically; an output directory that already holds a run is refused. On
 /// failure the manifest records the error and earlier files are left as they were.
+///
+/// With `generations: N` > 1 (born-again distillation), generation g runs in
+/// `output/generation_g/` (each a full run directory as above), the g-th student being the
+/// teacher of generation g + 1; `output/` receives `config.yaml`, the last generation's
+/// `student.pt`, a `report.json` whose models are `teacher` (when the first generation had one)
+/// and `student_gen1` ... `student_genN`, and a `manifest.json` listing the generations.
 ///
 /// Example:
 /// ```
