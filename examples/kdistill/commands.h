@@ -21,6 +21,8 @@ Run add_cache_teacher(CLI::App& app);
 Run add_bench(CLI::App& app);
 /// `kdistill eval`: accuracy, agreement and calibration of a TorchScript model.
 Run add_eval(CLI::App& app);
+/// `kdistill compare`: two models on the same samples, with McNemar's test and a bootstrap interval.
+Run add_compare(CLI::App& app);
 /// `kdistill export`: a TorchScript student written as HDF5 for the Eigen runtime.
 Run add_export(CLI::App& app);
 

@@ -16,7 +16,7 @@
 
 namespace {
 
-constexpr const char* kUsage = "usage: kdistill [--version] [--help] <command> [options]; commands: demo, train, cache-teacher, bench, eval, export\n";
+constexpr const char* kUsage = "usage: kdistill [--version] [--help] <command> [options]; commands: demo, train, cache-teacher, bench, eval, compare, export\n";
 
 int print_version() {
   auto info = kdistill::system_info();
@@ -79,6 +79,8 @@ int main(int argc, char** argv) {
   add("cache-teacher", "Run a teacher once over a data set and store its logits in HDF5", kdistill::cli::add_cache_teacher);
   add("bench", "Latency and throughput of a teacher and a student side by side", kdistill::cli::add_bench);
   add("eval", "Accuracy, agreement and calibration of a TorchScript model", kdistill::cli::add_eval);
+  add("compare", "Two models on the same samples: accuracy difference, McNemar's exact test, bootstrap CI, "
+      "agreement, latency, and the samples to review", kdistill::cli::add_compare);
   add("export", "Write a TorchScript student as an HDF5 file for the Eigen runtime (kdistill::runtime)",
       kdistill::cli::add_export);
   app.require_subcommand(0, 1);

@@ -10,6 +10,7 @@
 
 #include "kdistill/bench/compare.h"
 #include "kdistill/bench/latency.h"
+#include "kdistill/bench/paired.h"
 #include "kdistill/bench/report.h"
 #include "kdistill/core/error.h"
 #include "kdistill/core/logging.h"
@@ -32,6 +33,7 @@
 #include "kdistill/losses/schedule.h"
 #include "kdistill/metrics/evaluate.h"
 #include "kdistill/metrics/metrics.h"
+#include "kdistill/metrics/significance.h"
 #include "kdistill/models/builders.h"
 #include "kdistill/models/model.h"
 #include "kdistill/teachers/cache.h"

@@ -188,6 +188,17 @@ const std::vector<Case>& catalogue() {
       {"a validation split as large as the training set", true, [](auto& d, auto& fx) {
          return edited(d, fx, "/test.h5}", "/test.h5, validation: 400}"); }, 1,
        "data.validation: 400 must be below the training set size 400"},
+      {"compare without --b", false, [](auto&, auto&) { return "compare --a a.pt --data x"; }, 2, "--b is required"},
+      {"compare with an unsure threshold above 1", false, [](auto&, auto&) {
+         return "compare --a a.pt --b b.pt --data x --unsure-below 2"; }, 2, "--unsure-below"},
+      {"compare with a missing model", true, [](auto& d, auto& fx) {
+         return "compare --a " + d + "/none.pt --b " + fx + "/student.pt --data hdf5:" + fx + "/test.h5"; }, 1, "none.pt"},
+      {"compare with a model of other classes", true, [](auto& d, auto& fx) {
+         return "compare --a " + fx + "/student.pt --b " + fx + "/student5.pt --data hdf5:" + fx + "/test.h5 --no-latency"; },
+       1, "compare: model B returns [200, 5] for data with 3 classes"},
+      {"compare with a bad batch list", true, [](auto& d, auto& fx) {
+         return "compare --a " + fx + "/student.pt --b " + fx + "/teacher.pt --data hdf5:" + fx + "/test.h5 --batch 1,x"; },
+       1, "--batch"},
   };
   return cases;
 }

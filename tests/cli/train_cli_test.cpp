@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -86,4 +87,39 @@ TEST(TrainCli, EvalOfAnExportedStudentMatchesTheTorchScriptModel) {
   EXPECT_NEAR(a["nll"].get<double>(), b["nll"].get<double>(), 1e-5);
 }
 
+// `kdistill compare` against the same counts made in PyTorch from the two files.
+TEST(TrainCli, CompareReportsThePairAndWritesTheReviewList) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  auto o = cli("compare --a " + fx + "/student.pt --b " + fx + "/teacher.pt --data hdf5:" + fx + "/test.h5 --batch 1 --json " +
+               (dir / "c.json") + " --disagreements " + (dir / "d.csv") + " --unsure-below 0.7");
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_NE(o.out.find("McNemar exact p ="), std::string::npos) << o.out;
+  auto py = python("import torch, h5py\n"
+                   "f = h5py.File('" + fx + "/test.h5', 'r')\n"
+                   "x = torch.tensor(f['x'][:]); y = torch.tensor(f['y'][:])\n"
+                   "with torch.no_grad():\n"
+                   "    pa = torch.softmax(torch.jit.load('" + fx + "/student.pt')(x), 1)\n"
+                   "    pb = torch.softmax(torch.jit.load('" + fx + "/teacher.pt')(x), 1)\n"
+                   "ra, rb = pa.argmax(1) == y, pb.argmax(1) == y\n"
+                   "review = (pa.argmax(1) != pb.argmax(1)) | (pa.max(1).values < 0.7) | (pb.max(1).values < 0.7)\n"
+                   "print(int((ra & ~rb).sum()), int((rb & ~ra).sum()), int(review.sum()), float(rb.double().mean()))\n");
+  ASSERT_EQ(py.status, 0) << py.err;
+  std::istringstream want(py.out);
+  int64_t a_only = 0, b_only = 0, review = 0;
+  double b_accuracy = 0;
+  want >> a_only >> b_only >> review >> b_accuracy;
+  auto j = nlohmann::json::parse(io::read_file(dir / "c.json"));
+  EXPECT_EQ(j["n"], 200);
+  EXPECT_EQ(j["a_only_correct"], a_only);
+  EXPECT_EQ(j["b_only_correct"], b_only);
+  EXPECT_NEAR(j["b"]["accuracy"].get<double>(), b_accuracy, 1e-12);
+  EXPECT_LT(j["mcnemar_p"].get<double>(), 0.05);  // a trained teacher against an untrained student
+  EXPECT_GT(j["ci95"][0].get<double>(), 0.0);
+  EXPECT_TRUE(j["a"]["latency_ms"].contains("1"));
+  EXPECT_EQ(io::read_lines(dir / "d.csv").size(), static_cast<size_t>(review) + 1);  // and the header
+}
+
 }  // namespace kdistill::test
+
