@@ -78,7 +78,7 @@ Example:
       },
       py::arg("output_dir"),
       R"doc(Continues the run in output_dir from its last checkpoint, with the config.yaml stored there,
-and returns its report like train(). A finished run is evaluated again and left as it was.)doc");
+and returns its report like train(). A finished run is read back: nothing is trained or written.)doc");
 }
 
 }  // namespace kdistill::python

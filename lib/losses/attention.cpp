@@ -12,7 +12,8 @@ namespace kdistill {
 torch::Tensor attention_map(const torch::Tensor& feature, double p) {
   check(feature.defined() && feature.dim() == 4, "attention_map: feature must be [B, C, H, W], got shape ",
         feature.defined() ? feature.sizes() : torch::IntArrayRef{});
-  check(p > 0 && std::isfinite(p), "attention_map: p must be > 0, got ", p);
+  // p < 1 would give |f|^p an infinite slope at f = 0 (every ReLU zero): NaN gradients.
+  check(p >= 1 && std::isfinite(p), "attention_map: p must be >= 1, got ", p);
   auto f = detail::promote(feature);
   auto a = (p == 2.0 ? f.pow(2) : f.abs().pow(p)).mean(1).flatten(1);
   return torch::nn::functional::normalize(a, torch::nn::functional::NormalizeFuncOptions().p(2).dim(1));

@@ -10,12 +10,7 @@
 namespace kdistill {
 namespace {
 
-// sum_c a_c (log a_c - log b_c) over the last dimension; a class with a_c = 0 adds 0 (not
-// 0 * (-inf - log b_c) = NaN).
-torch::Tensor kl_from_log(const torch::Tensor& log_a, const torch::Tensor& log_b) {
-  auto a = log_a.exp();
-  return torch::where(a > 0, a * (log_a - log_b), torch::zeros_like(a)).sum(-1);
-}
+using detail::kl_from_log;
 
 // log(w a + (1 - w) b) from log a and log b, for w in [0, 1).
 torch::Tensor log_mixture(const torch::Tensor& log_a, const torch::Tensor& log_b, double w) {
@@ -26,6 +21,11 @@ torch::Tensor log_mixture(const torch::Tensor& log_a, const torch::Tensor& log_b
 }  // namespace
 
 namespace detail {
+
+torch::Tensor kl_from_log(const torch::Tensor& log_a, const torch::Tensor& log_b) {
+  auto a = log_a.exp();
+  return torch::where(a > 0, a * (log_a - log_b), torch::zeros_like(a)).sum(-1);
+}
 
 void check_divergence_options(const char* fn, const DivergenceOptions& o) {
   const auto& k = o.kind();

@@ -27,13 +27,9 @@ std::pair<torch::Tensor, torch::Tensor> dkd_parts(const torch::Tensor& log_q, co
   auto [pg, prest, p_hat] = split(log_p);
   auto [qg, qrest, q_hat] = split(log_q);
   auto binary_p = torch::cat({pg, prest}, 1), binary_q = torch::cat({qg, qrest}, 1);
-  auto kl = [](const torch::Tensor& log_a, const torch::Tensor& log_b) {
-    auto a = log_a.exp();
-    return torch::where(a > 0, a * (log_a - log_b), torch::zeros_like(a)).sum(1);
-  };
   // The target class of p_hat is -inf - (-inf) in q_hat: masked by a = 0.
-  auto nckd = kl(p_hat.masked_fill(target, neg_inf), q_hat.masked_fill(target, 0.0));
-  return {kl(binary_p, binary_q), nckd};
+  auto nckd = kl_from_log(p_hat.masked_fill(target, neg_inf), q_hat.masked_fill(target, 0.0));
+  return {kl_from_log(binary_p, binary_q), nckd};
 }
 
 }  // namespace detail

@@ -35,6 +35,9 @@ torch::Tensor kd_loss_unchecked(const torch::Tensor& s, const torch::Tensor& t, 
 /// Throws unless the options name a known kind with beta and skew in range (T is checked by the
 /// caller: objectives schedule it).
 void check_divergence_options(const char* fn, const DivergenceOptions& options);
+/// sum over the last dimension of a (log a - log b), from log a and log b; a class with a = 0
+/// adds 0 (not 0 * (-inf - log b) = NaN).
+torch::Tensor kl_from_log(const torch::Tensor& log_a, const torch::Tensor& log_b);
 /// `divergence` from the student's and the teacher's log-probabilities (already softened), per
 /// position, without the T^2 factor.
 torch::Tensor divergence_from_log_probs(const torch::Tensor& log_q, const torch::Tensor& log_p,

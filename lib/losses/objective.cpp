@@ -27,15 +27,19 @@ const torch::Tensor& need_teacher(const StepContext& c, const char* who) {
   return c.teacher_logits;
 }
 
+// The student's log-probabilities at T, and the teacher's (`teacher_log_probs`).
+std::pair<torch::Tensor, torch::Tensor> softened(const StepContext& c, double t) {
+  return {torch::log_softmax(detail::promote(c.student_logits) / t, 1), teacher_log_probs(c, t)};
+}
+
 // T^2 * KL(teacher || student) at temperature T, per the objective's reduction.
 torch::Tensor soft_term(const StepContext& c, double temperature) {
   need_teacher(c, "kd");
   if (c.member_logits.empty() && !c.sample_weights.defined()) {
     return detail::soft_kl(c.student_logits, c.teacher_logits, temperature);  // the fused hot path
   }
-  auto log_pt = teacher_log_probs(c, temperature);
-  auto log_ps = torch::log_softmax(detail::promote(c.student_logits) / temperature, 1);
-  auto kl = (log_pt.exp() * (log_pt - log_ps)).sum(1);
+  auto [log_ps, log_pt] = softened(c, temperature);
+  auto kl = detail::kl_from_log(log_pt, log_ps);
   return reduce(kl, c) * (temperature * temperature);
 }
 
@@ -95,8 +99,7 @@ SoftTargetCEObjective::SoftTargetCEObjective(double temperature) : Tempered("Sof
 
 std::vector<LossTerm> SoftTargetCEObjective::terms(const StepContext& c) {
   const double t = temperature_at(c.progress);
-  auto log_pt = teacher_log_probs(c, t);
-  auto log_ps = torch::log_softmax(detail::promote(c.student_logits) / t, 1);
+  auto [log_ps, log_pt] = softened(c, t);
   auto ce = -(log_pt.exp() * log_ps).sum(1);
   return {{"soft_ce", reduce(ce, c) * (t * t), 1.0}};
 }
@@ -108,8 +111,7 @@ DivergenceObjective::DivergenceObjective(DivergenceOptions options)
 
 std::vector<LossTerm> DivergenceObjective::terms(const StepContext& c) {
   const double t = temperature_at(c.progress);
-  auto log_p = teacher_log_probs(c, t);
-  auto log_q = torch::log_softmax(detail::promote(c.student_logits) / t, 1);
+  auto [log_q, log_p] = softened(c, t);
   auto d = detail::divergence_from_log_probs(log_q, log_p, options_);
   return {{options_.kind(), reduce(d, c) * (t * t), 1.0}};
 }
@@ -126,8 +128,7 @@ DKDObjective::DKDObjective(DKDLossOptions options)
 
 std::vector<LossTerm> DKDObjective::terms(const StepContext& c) {
   const double t = temperature_at(c.progress);
-  auto log_p = teacher_log_probs(c, t);
-  auto log_q = torch::log_softmax(detail::promote(c.student_logits) / t, 1);
+  auto [log_q, log_p] = softened(c, t);
   auto y = c.targets.to(torch::kLong);
   if (!c.all_labelled) y = torch::where(y == -1, log_p.argmax(1), y);
   auto [tckd, nckd] = detail::dkd_parts(log_q, log_p, y);
@@ -140,7 +141,7 @@ AttentionTransferObjective::AttentionTransferObjective(AttentionTransferOptions 
   for (const auto& [s, t] : options_.pairs()) {
     check(!s.empty() && !t.empty(), "AttentionTransferObjective: a pair names an empty tap");
   }
-  check(options_.p() > 0 && std::isfinite(options_.p()), "AttentionTransferObjective: p must be > 0, got ", options_.p());
+  check(options_.p() >= 1 && std::isfinite(options_.p()), "AttentionTransferObjective: p must be >= 1, got ", options_.p());
 }
 
 std::vector<LossTerm> AttentionTransferObjective::terms(const StepContext& c) {
@@ -158,21 +159,21 @@ std::vector<LossTerm> AttentionTransferObjective::terms(const StepContext& c) {
   return {{"at", reduce(sum, c), 1.0}};
 }
 
-std::vector<std::string> AttentionTransferObjective::student_features() const {
+namespace {
+// The distinct first (student) or second (teacher) names of the pairs, in order.
+std::vector<std::string> side(const AttentionTransferOptions::Pairs& pairs, bool student) {
   std::vector<std::string> out;
-  for (const auto& [s, t] : options_.pairs()) {
-    if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+  for (const auto& pair : pairs) {
+    const auto& name = student ? pair.first : pair.second;
+    if (std::find(out.begin(), out.end(), name) == out.end()) out.push_back(name);
   }
   return out;
 }
+}  // namespace
 
-std::vector<std::string> AttentionTransferObjective::teacher_features() const {
-  std::vector<std::string> out;
-  for (const auto& [s, t] : options_.pairs()) {
-    if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
-  }
-  return out;
-}
+std::vector<std::string> AttentionTransferObjective::student_features() const { return side(options_.pairs(), true); }
+
+std::vector<std::string> AttentionTransferObjective::teacher_features() const { return side(options_.pairs(), false); }
 
 std::vector<LossTerm> LogitMSEObjective::terms(const StepContext& c) {
   const auto& t = need_teacher(c, "mse");

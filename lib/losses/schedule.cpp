@@ -33,7 +33,11 @@ double Schedule::at(const TrainProgress& p) const {
   if (o.kind() == "step") return o.start() * std::pow(o.gamma(), std::floor(s / static_cast<double>(o.step_size())));
   double span = static_cast<double>(p.total_steps);
   if (o.span_steps() > 0) span = static_cast<double>(o.span_steps());
-  else if (o.span_epochs() > 0 && p.steps_per_epoch > 0) span = o.span_epochs() * static_cast<double>(p.steps_per_epoch);
+  else if (o.span_epochs() > 0) {
+    check(p.steps_per_epoch > 0, "Schedule: a span in epochs needs TrainProgress::steps_per_epoch, got ",
+          p.steps_per_epoch, " (the trainer sets it; set it when calling at() yourself)");
+    span = o.span_epochs() * static_cast<double>(p.steps_per_epoch);
+  }
   const double f = span > 0 ? std::min(s / span, 1.0) : 0.0;
   if (o.kind() == "linear") return o.start() + (o.end() - o.start()) * f;
   return o.end() + (o.start() - o.end()) * (1.0 + std::cos(M_PI * f)) / 2.0;

@@ -69,6 +69,8 @@ std::pair<double, double> bootstrap_difference_ci(const torch::Tensor& a_correct
   check(o.resamples() >= 1, fn, ": resamples must be >= 1, got ", o.resamples());
   check(o.level() > 0 && o.level() < 1, fn, ": level must be in (0, 1), got ", o.level());
   auto a = a_correct.to(torch::kCPU, torch::kLong), b = b_correct.to(torch::kCPU, torch::kLong);
+  check(((a == 0) | (a == 1)).all().item<bool>() && ((b == 0) | (b == 1)).all().item<bool>(), fn,
+        ": a_correct and b_correct must hold 0 or 1 (right or wrong per sample)");
   const int64_t n = a.numel();
   const int64_t up = ((b == 1) & (a == 0)).sum().item<int64_t>();    // difference +1
   const int64_t down = ((a == 1) & (b == 0)).sum().item<int64_t>();  // difference -1

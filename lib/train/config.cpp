@@ -221,7 +221,7 @@ ObjectiveConfig read_objective(const Reader& r, const YAML::Node& n, const std::
   }
   check(o.kind != "jsd" || (o.beta > 0 && o.beta < 1), r.origin(), ": ", path, ".beta must be in (0, 1), got ", o.beta);
   check(o.skew >= 0 && o.skew < 1, r.origin(), ": ", path, ".skew must be in [0, 1), got ", o.skew);
-  check(o.p > 0 && std::isfinite(o.p), r.origin(), ": ", path, ".p must be > 0, got ", o.p);
+  check(o.p >= 1 && std::isfinite(o.p), r.origin(), ": ", path, ".p must be >= 1, got ", o.p);
   if (o.kind == "hint" || o.kind == "at") {
     for (const char* key : {"student", "teacher"}) {
       check(static_cast<bool>(n[key]), r.origin(), ": ", path, ".", key, ": required for ", o.kind == "at" ? "attention transfer" : "a hint",

@@ -37,7 +37,8 @@ class ModeGuard {
 };
 
 std::string probe(Model& student, Teacher* teacher, Objective& objective, const data::TensorDataset& train,
-                  const torch::Device& device) {
+                  const torch::Device& device,
+                  int64_t steps_per_epoch) {
   torch::NoGradGuard no_grad;
   const int64_t classes = train.num_classes();
   const int64_t rows = std::min<int64_t>(2, train.size());
@@ -75,6 +76,7 @@ std::string probe(Model& student, Teacher* teacher, Objective& objective, const 
   }
   ctx.targets = train.targets().narrow(0, 0, rows).to(device);
   ctx.all_labelled = train.num_labelled() == train.size();
+  ctx.progress = TrainProgress{0, 0, 0, steps_per_epoch};  // schedules with a span in epochs need it
   std::vector<LossTerm> terms;
   {
     // In eval mode, like the models: the probe must not move an objective's state (batch-norm
@@ -167,7 +169,7 @@ std::string preflight(Model& student, Teacher* teacher, Objective& objective, co
     check(eval->num_classes() <= train.num_classes(), kFit, ": the evaluation set has ", eval->num_classes(),
           " classes, the training set ", train.num_classes());
   }
-  return probe(student, teacher, objective, train, device);
+  return probe(student, teacher, objective, train, device, (n + batch_size - 1) / batch_size);
 }
 
 }  // namespace kdistill::detail

@@ -270,9 +270,35 @@ class Manifest {
   ordered_json j_;
 };
 
+// A finished run, read back from its directory: resuming it trains and writes nothing.
+RunResult read_back(const RunConfig& c, const ordered_json& m) {
+  RunResult r;
+  r.output_dir = c.output;
+  r.report_json = io::read_file((fs::path(c.output) / "report.json").string());
+  r.train.steps = m.value("steps", int64_t{0});
+  const auto& metrics = m.at("metrics");
+  r.train.train_samples_per_s = metrics.value("train_samples_per_s", 0.0);
+  r.train.teacher_accuracy = metrics.value("teacher_accuracy", -1.0);
+  const auto& s = metrics.at("student");
+  r.train.final_eval.accuracy = s.value("accuracy", -1.0);
+  r.train.final_eval.agreement = s.value("agreement", -1.0);
+  r.train.final_eval.nll = s.value("nll", 0.0);
+  r.train.final_eval.ece = s.value("ece", 0.0);
+  r.train.final_eval.top5_accuracy = s.value("top5_accuracy", 0.0);
+  r.train.final_eval.samples = s.value("samples", int64_t{0});
+  return r;
+}
+
 RunResult execute(const RunConfig& c, bool resume) {
   const fs::path out(c.output);
   const std::string manifest_path = (out / "manifest.json").string();
+  if (resume && fs::exists(manifest_path) && fs::exists(out / "report.json")) {
+    auto done = ordered_json::parse(io::read_file(manifest_path), nullptr, false);
+    if (!done.is_discarded() && done.value("status", "") == "complete" && done.contains("metrics")) {
+      logger()->info("{} is a finished run: nothing to resume", c.output);
+      return read_back(c, done);
+    }
+  }
   const std::string init_path = (out / "student_init.pt").string();
   if (!resume) {
     check(!fs::exists(manifest_path) && !fs::exists(out / "checkpoints"), "output directory ", c.output,
@@ -403,6 +429,9 @@ RunResult run_generations(const RunConfig& c, bool resume) {
     auto cg = c;
     cg.generations = 1;
     cg.output = generation_dir(c, g);
+    // Every generation starts from the same student file; each gets its own batch order.
+    cg.seed = c.seed + static_cast<uint64_t>(g - 1);
+    cg.train.seed(cg.seed);
     if (g > 1) {
       cg.teacher_torchscript = (fs::path(generation_dir(c, g - 1)) / "student.pt").string();
       cg.teacher_cache.clear();

@@ -93,7 +93,8 @@ TEST(AttentionTransfer, BadInputsThrow) {
   };
   EXPECT_THAT(msg(torch::randn({2, 3}), torch::randn({2, 3, 4, 4}), 2), HasSubstr("features must be [B, C, H, W]"));
   EXPECT_THAT(msg(torch::randn({2, 3, 4, 4}), torch::randn({3, 3, 4, 4}), 2), HasSubstr("batch sizes differ, 2 and 3"));
-  EXPECT_THAT(msg(torch::randn({2, 3, 4, 4}), torch::randn({2, 3, 4, 4}), 0), HasSubstr("p must be > 0, got 0"));
+  EXPECT_THAT(msg(torch::randn({2, 3, 4, 4}), torch::randn({2, 3, 4, 4}), 0), HasSubstr("p must be >= 1, got 0"));
+  EXPECT_THAT(msg(torch::randn({2, 3, 4, 4}), torch::randn({2, 3, 4, 4}), 0.5), HasSubstr("p must be >= 1, got 0.5"));
 }
 
 }  // namespace kdistill::test

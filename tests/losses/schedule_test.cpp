@@ -61,6 +61,8 @@ TEST(Schedule, BadOptionsThrow) {
   EXPECT_THAT(error_of(ScheduleOptions().kind("linear").end(NAN)), HasSubstr("must be finite"));
   EXPECT_THAT(error_of(ScheduleOptions().kind("linear").span_steps(-1)), HasSubstr("span_steps and span_epochs must be >= 0"));
   EXPECT_THROW({ Schedule s(INFINITY); }, Error);
+  Schedule by_epochs(ScheduleOptions().kind("linear").start(0).end(1).span_epochs(2));
+  EXPECT_THROW(by_epochs.at(TrainProgress{5, 0, 100, 0}), Error);  // no steps per epoch: no silent other span
 }
 
 }  // namespace kdistill::test

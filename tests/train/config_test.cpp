@@ -198,6 +198,16 @@ TEST(Config, MethodKindsSchedulesGenerationsAndValidation) {
   auto again = parse_config(to_yaml(c), "again", "/b");
   EXPECT_EQ(to_yaml(again), to_yaml(c));
   EXPECT_EQ(again.objectives[4].pairs, c.objectives[4].pairs);
+  // Every option comes back, not only the same text (a field to_yaml left out would come back as
+  // its default on both sides).
+  EXPECT_EQ(again.objectives[0].beta, 8.0);
+  EXPECT_EQ(again.objectives[2].beta, 0.9);
+  EXPECT_EQ(again.objectives[3].skew, 0.2);
+  EXPECT_EQ(again.objectives[3].temperature.describe(), "cosine(4 -> 1 over the run)");
+  EXPECT_EQ(again.objectives[6].temperature.initial(), 2.0);
+  EXPECT_EQ(again.objectives[7].weight.describe(), "step(1 x 0.5 every 100 steps)");
+  EXPECT_EQ(again.generations, 3);
+  EXPECT_EQ(again.data.validation, 1000);
   EXPECT_EQ(again.objectives[0].weight.describe(), "linear(0 -> 1 over 20 epochs)");
   // A one-pair attention transfer may name its taps as strings.
   auto one = parse_config(base + "loss: {kind: at, student: x, teacher: y, p: 4}\n", "run.yaml", "/b");

@@ -7,7 +7,8 @@ namespace kdistill {
 /// The spatial attention map of a conv feature `[B, C, H, W]` (Zagoruyko and Komodakis, ICLR
 /// 2017), `[B, H * W]`:
 ///   a = vec( mean_c |f_c|^p ),  returned as a / ||a||_2
-/// Throws `kdistill::Error` when `feature` is not 4-D or p <= 0.
+/// Throws `kdistill::Error` when `feature` is not 4-D or p < 1 (below 1, |f|^p has an infinite
+/// slope at the zeros a ReLU leaves, and the gradient is NaN).
 ///
 /// Example:
 /// ```

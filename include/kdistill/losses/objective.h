@@ -89,7 +89,8 @@ class Objective : public torch::nn::Module {
 };
 
 /// The temperature of an objective that softens distributions: the constant from its options,
-/// or a schedule set afterwards (annealing T over training).
+/// or a schedule set afterwards (annealing T over training). After `set_temperature` the
+/// options' temperature is only the initial value; `temperature()` is the one in use.
 ///
 /// Example:
 /// ```
@@ -220,7 +221,8 @@ class DivergenceObjective : public Objective, public Tempered {
 /// beta), each T^2-scaled. An unlabelled sample's target class is the teacher's top class. Add
 /// cross-entropy and a warm-up of the DKD weight to get mdistiller's recipe:
 ///
-/// Example (mdistiller: alpha 1, beta 8, T 4, CE weight 1, DKD weight warmed up over 20 epochs):
+/// Example (mdistiller's recipe: alpha 1, beta 8, T 4, CE weight 1, the DKD weight warmed up over
+/// 20 epochs; mdistiller steps the warm-up once per epoch, this schedule every step):
 /// ```
 /// auto loss = std::make_shared<kdistill::CompositeObjective>();
 /// loss->add("dkd", std::make_shared<kdistill::DKDObjective>(),

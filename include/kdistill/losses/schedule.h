@@ -29,7 +29,8 @@ struct TrainProgress {
 /// exactly. `span` is `span_steps`, else `span_epochs` epochs, else the whole run; after it a
 /// linear or cosine schedule holds `end`.
 ///
-/// Example (mdistiller's DKD warm-up: the weight rises linearly to 1 over 20 epochs):
+/// Example (a DKD warm-up like mdistiller's: the weight rises linearly from 0 to 1 over 20 epochs;
+/// mdistiller raises it once per epoch, from 1/20, this every step, from 0):
 /// ```
 /// auto warmup = kdistill::Schedule(kdistill::ScheduleOptions().kind("linear").start(0).end(1).span_epochs(20));
 /// ```

@@ -27,7 +27,8 @@ struct RunResult {
 ///
 /// With `generations: N` > 1 (born-again distillation), generation g runs in
 /// `output/generation_g/` (each a full run directory as above), the g-th student being the
-/// teacher of generation g + 1; `output/` receives `config.yaml`, the last generation's
+/// teacher of generation g + 1. Every generation starts from the same untrained student file (a
+/// TorchScript file carries its initial weights) and shuffles with seed + g - 1. `output/` receives `config.yaml`, the last generation's
 /// `student.pt`, a `report.json` whose models are `teacher` (when the first generation had one)
 /// and `student_gen1` ... `student_genN`, and a `manifest.json` listing the generations.
 ///
@@ -38,7 +39,7 @@ struct RunResult {
 RunResult run_config(const RunConfig& config);
 
 /// Continues the run in `output_dir` from its last checkpoint (or from the start if it has none),
-/// using the `config.yaml` stored there. A finished run is evaluated again and left as it was.
+/// using the `config.yaml` stored there. A finished run is read back from its files: nothing is trained or written.
 RunResult resume_run(const std::string& output_dir);
 
 }  // namespace kdistill
