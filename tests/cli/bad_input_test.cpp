@@ -155,6 +155,7 @@ const std::vector<Case>& catalogue() {
        "cannot be created"},
       {"corrupt checkpoint on resume", true, [](auto& d, auto& fx) {
          run(std::string(KDISTILL_CLI) + " " + config(d, fx, ""));
+         fs::remove(d + "/out/report.json");  // as if killed before the end: a finished run is only read back
          auto p = d + "/out/checkpoints/last.pt"; auto b = io::read_file(p); b[b.size() / 2] ^= 1; write(p, b);
          return "train --resume " + d + "/out"; }, 1, "is corrupt"},
       {"eval with a wrong model", true, [](auto& d, auto& fx) { return "eval --model " + fx + "/student5.pt --data hdf5:" + fx + "/test.h5"; },
