@@ -16,7 +16,7 @@
 
 #include "bench_common.h"
 #include "kdistill/models/builders.h"
-#include "kdistill/runtime/export.h"
+#include "kdistill/export/export.h"
 #include "kdistill/runtime/runtime.h"
 
 namespace {
@@ -45,9 +45,7 @@ const kdistill::runtime::Model& eigen_model(int64_t which) {
     std::vector<kdistill::runtime::Model> out;
     for (int64_t i = 0; i < 2; ++i) {
       const auto path = (dir / ("student" + std::to_string(i) + ".h5")).string();
-      kdistill::ExportOptions options;
-      options.input_shape = {1, 28, 28};
-      kdistill::export_model(torch_model(i), path, options);
+      kdistill::export_model(torch_model(i), path, kdistill::ExportOptions().input_shape({1, 28, 28}));
       out.push_back(kdistill::runtime::Model::load(path));
     }
     std::filesystem::remove_all(dir);

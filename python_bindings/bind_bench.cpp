@@ -1,10 +1,11 @@
-// kdistill/bench: teacher against student, as the report JSON of DESIGN.md ("Report JSON").
+// kdistill/bench: teacher against student, as the report JSON of docs/cli.md ("Reports").
 #include "bindings.h"
 
 #include <optional>
 
 #include "kdistill/bench/compare.h"
 #include "kdistill/bench/report.h"
+#include "kdistill/core/system.h"
 #include "kdistill/data/spec.h"
 
 namespace kdistill::python {
@@ -20,18 +21,18 @@ void bind_bench(py::module_& m) {
          const std::optional<std::string>& data_spec) {
         auto t = to_model(teacher, "bench: teacher", device);
         auto s = to_model(student, "bench: student", device);
-        bench::CompareOptions o;
-        o.input_shape = input_shape;
-        o.batch_sizes = batch_sizes;
-        o.device = device;
-        o.latency = bench::LatencyOptions()
-                        .threads(threads)
-                        .min_seconds(min_seconds)
-                        .min_iters(iters)
-                        .warmup_seconds(warmup_seconds)
-                        .max_seconds(max_seconds);
-        o.torch = torch_runtime;
-        o.eigen = eigen;
+        auto o = bench::CompareOptions()
+                     .input_shape(input_shape)
+                     .batch_sizes(batch_sizes)
+                     .device(parse_device(device))
+                     .latency(bench::LatencyOptions()
+                                  .threads(threads)
+                                  .min_seconds(min_seconds)
+                                  .min_iters(iters)
+                                  .warmup_seconds(warmup_seconds)
+                                  .max_seconds(max_seconds))
+                     .libtorch(torch_runtime)
+                     .eigen(eigen);
         std::string json;
         {
           py::gil_scoped_release no_gil;
@@ -42,11 +43,11 @@ void bind_bench(py::module_& m) {
         return from_json(json);
       },
       py::arg("teacher"), py::arg("student"), py::kw_only(), py::arg("input_shape") = std::vector<int64_t>{1, 28, 28},
-      py::arg("batch_sizes") = defaults.batch_sizes, py::arg("device") = defaults.device,
+      py::arg("batch_sizes") = defaults.batch_sizes(), py::arg("device") = defaults.device().str(),
       py::arg("threads") = latency.threads(), py::arg("min_seconds") = latency.min_seconds(),
       py::arg("iters") = latency.min_iters(), py::arg("warmup_seconds") = latency.warmup_seconds(),
-      py::arg("max_seconds") = latency.max_seconds(), py::arg("torch") = defaults.torch,
-      py::arg("eigen") = defaults.eigen, py::arg("data") = py::none(),
+      py::arg("max_seconds") = latency.max_seconds(), py::arg("torch") = defaults.libtorch(),
+      py::arg("eigen") = defaults.eigen(), py::arg("data") = py::none(),
       R"doc(Latency (and, with data, accuracy and agreement) of a teacher and a student side by side.
 
 teacher, student: torch.jit.ScriptModule (copied: the caller's modules are left as they were) or
@@ -58,7 +59,7 @@ warm-up and the timing. torch: time the LibTorch forward passes. eigen: also tim
 exported to kdistill's Eigen runtime (CPU only; entry "student_eigen"). data: a data spec
 ("idx:DIR", "hdf5:FILE", ...) whose test split gives accuracy and agreement.
 
-Returns the report as a dict (DESIGN.md, "Report JSON"): report["models"]["student"]["latency_ms"]["1"]["p50"].
+Returns the report as a dict (docs/cli.md, "Reports"): report["models"]["student"]["latency_ms"]["1"]["p50"].
 
 Example:
     report = kdistill.bench(torch.jit.script(teacher), torch.jit.script(student),

@@ -1,4 +1,4 @@
-// kdistill/train: configured runs (the YAML schema of DESIGN.md, "Run configuration").
+// kdistill/train: configured runs (the YAML schema of docs/cli.md, "The run configuration").
 #include "bindings.h"
 
 #include "kdistill/train/config.h"

@@ -28,18 +28,19 @@ struct BenchArgs {
 };
 
 int run_bench(const BenchArgs& a) {
-  bench::CompareOptions o;
-  o.input_shape = parse_int_list("--input-shape", a.input_shape);
-  o.batch_sizes = parse_int_list("--batch", a.batches);
-  o.device = a.device;
-  o.latency = bench::LatencyOptions().min_iters(a.iters).min_seconds(a.min_seconds).threads(a.threads);
   const std::string runtimes = "," + a.runtimes + ",";
-  o.torch = runtimes.find(",torch,") != std::string::npos;
-  o.eigen = runtimes.find(",eigen,") != std::string::npos;
-  check(o.torch || o.eigen, "--runtimes: expected a comma-separated subset of torch,eigen, got \"", a.runtimes, "\"");
   const auto device = parse_device(a.device);
+  auto o = bench::CompareOptions()
+               .input_shape(parse_int_list("--input-shape", a.input_shape))
+               .batch_sizes(parse_int_list("--batch", a.batches))
+               .device(device)
+               .latency(bench::LatencyOptions().min_iters(a.iters).min_seconds(a.min_seconds).threads(a.threads))
+               .libtorch(runtimes.find(",torch,") != std::string::npos)
+               .eigen(runtimes.find(",eigen,") != std::string::npos);
+  check(o.libtorch() || o.eigen(), "--runtimes: expected a comma-separated subset of torch,eigen, got \"", a.runtimes,
+        "\"");
   const auto precision = parse_precision(a.precision, "--precision");
-  check(precision == Precision::kFloat32 || (!o.eigen && !a.optimize), "--precision bf16 measures LibTorch models "
+  check(precision == Precision::kFloat32 || (!o.eigen() && !a.optimize), "--precision bf16 measures LibTorch models "
         "as they are: use it with --runtimes torch and without --optimize");
   warn_if_bf16_is_slow(precision, device);
   auto teacher_fp32 = Model::load_torchscript(a.teacher, device);
@@ -49,7 +50,7 @@ int run_bench(const BenchArgs& a) {
   const int64_t teacher_params = teacher.num_parameters(), student_params = student.num_parameters();
   if (a.optimize) {  // both, so that the speed-up compares like with like
     // The Eigen runtime is exported from the student's layers, which freezing removes.
-    check(!o.eigen, "--optimize measures LibTorch models only; use it with --runtimes torch (the Eigen runtime "
+    check(!o.eigen(), "--optimize measures LibTorch models only; use it with --runtimes torch (the Eigen runtime "
           "runs the student as exported)");
     teacher = teacher.optimized_for_inference();
     student = student.optimized_for_inference();

@@ -7,7 +7,7 @@
 
 #include "commands.h"
 #include "kdistill/kdistill.h"
-#include "kdistill/runtime/export.h"
+#include "kdistill/export/export.h"
 #include "kdistill/runtime/runtime.h"
 
 namespace kdistill::cli {
@@ -23,11 +23,7 @@ struct ExportArgs {
 
 int run_export(const ExportArgs& a) {
   auto model = Model::load_torchscript(a.model);
-  ExportOptions options;
-  options.input_shape = a.input_shape;
-  options.mean = a.mean;
-  options.std = a.std;
-  export_model(model, a.out, options);
+  export_model(model, a.out, ExportOptions().input_shape(a.input_shape).mean(a.mean).std(a.std));
   // Loading it with the runtime checks the file the way a server will read it.
   const auto served = runtime::Model::load(a.out);
   std::cout << "exported " << a.model << " to " << a.out << "\n" << served.describe();

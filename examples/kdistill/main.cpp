@@ -42,11 +42,6 @@ int print_version() {
   return 0;
 }
 
-std::string one_line(std::string s) {
-  s = s.substr(0, s.find('\n'));
-  return s;
-}
-
 }  // namespace
 
 // libgomp reads OMP_WAIT_POLICY once, when it is loaded. Measured on an idle 2-core machine
@@ -106,11 +101,11 @@ int main(int argc, char** argv) {
     std::cerr << "error: " << e.what() << "\n" << kUsage;
     return 2;
   } catch (const kdistill::Error& e) {
-    std::cerr << "error: " << one_line(e.what()) << "\n";
+    std::cerr << "error: " << kdistill::first_line(e.what()) << "\n";
   } catch (const c10::Error& e) {
-    std::cerr << "error: " << one_line(e.what_without_backtrace()) << "\n";
+    std::cerr << "error: " << kdistill::first_line(e.what_without_backtrace()) << "\n";
   } catch (const std::exception& e) {
-    std::cerr << "error: " << one_line(e.what()) << "\n";
+    std::cerr << "error: " << kdistill::first_line(e.what()) << "\n";
   } catch (...) {  // a foreign exception type (e.g. from HDF5) must still not abort the command
     std::cerr << "error: an unexpected exception of unknown type ended the command\n";
   }

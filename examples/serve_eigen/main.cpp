@@ -129,8 +129,7 @@ int main(int argc, char** argv) {
   try {
     return serve(args[0], args.size() == 2 ? args[1] : "");
   } catch (const std::exception& e) {
-    const std::string what = e.what();
-    std::cerr << "error: " << what.substr(0, what.find('\n')) << "\n";
+    std::cerr << "error: " << kdistill::first_line(e.what()) << "\n";
     return 1;
   }
 }

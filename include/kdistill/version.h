@@ -12,7 +12,9 @@
   KDISTILL_STRINGIFY(KDISTILL_VERSION_MAJOR) "." KDISTILL_STRINGIFY(KDISTILL_VERSION_MINOR) "." \
       KDISTILL_STRINGIFY(KDISTILL_VERSION_PATCH)
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 /// kdistill's version string, e.g. "0.1.0".
 inline constexpr const char* kVersion = KDISTILL_VERSION_STRING;
 }  // namespace kdistill
+#pragma GCC visibility pop

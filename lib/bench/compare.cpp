@@ -11,7 +11,7 @@
 #include "kdistill/core/error.h"
 #include "kdistill/core/system.h"
 #include "kdistill/metrics/metrics.h"
-#include "kdistill/runtime/export.h"
+#include "kdistill/export/export.h"
 #include "kdistill/runtime/runtime.h"
 #include "kdistill/metrics/evaluate.h"
 
@@ -30,16 +30,14 @@ std::vector<LatencyStats> time_eigen(const Model& student, const CompareOptions&
   static std::atomic<int> counter{0};
   const auto path = (std::filesystem::temp_directory_path() /
                      fmt::format("kdistill-compare-{}-{}.h5", ::getpid(), counter++)).string();
-  ExportOptions eo;
-  eo.input_shape = o.input_shape;
-  export_model(student, path, eo);
+  export_model(student, path, ExportOptions().input_shape(o.input_shape()));
   auto rt = runtime::Model::load(path);
   std::filesystem::remove(path);
   std::vector<LatencyStats> out;
-  for (auto b : o.batch_sizes) {
+  for (auto b : o.batch_sizes()) {
     std::vector<float> in(static_cast<size_t>(b * rt.input_size()), 0.5f);
     std::vector<float> logits(static_cast<size_t>(b * rt.num_classes()));
-    out.push_back(measure([&] { rt.predict(in.data(), static_cast<int>(b), logits.data()); }, b, o.latency));
+    out.push_back(measure([&] { rt.predict(in.data(), static_cast<int>(b), logits.data()); }, b, o.latency()));
   }
   return out;
 }
@@ -47,13 +45,13 @@ std::vector<LatencyStats> time_eigen(const Model& student, const CompareOptions&
 }  // namespace
 
 Report compare(Model& teacher, Model& student, const CompareOptions& o, const data::TensorDataset* data) {
-  check(!o.input_shape.empty(), "bench::compare: input_shape is required");
-  check(o.torch || o.eigen, "bench::compare: nothing to measure (torch and eigen are both off)");
-  const auto device = parse_device(o.device);
-  check(!o.eigen || device.is_cpu(), "bench::compare: the Eigen runtime runs on the CPU only, not on ", o.device);
-  set_threads(o.latency.threads());
+  check(!o.input_shape().empty(), "bench::compare: input_shape is required");
+  check(o.libtorch() || o.eigen(), "bench::compare: nothing to measure (libtorch and eigen are both off)");
+  const auto device = o.device();
+  check(!o.eigen() || device.is_cpu(), "bench::compare: the Eigen runtime runs on the CPU only, not on ", device);
+  set_threads(o.latency().threads());
   Report report;
-  report.device = o.device;
+  report.device = device.str();
   report.threads = torch::get_num_threads();
   report.models = {{"teacher", describe(teacher)}, {"student", describe(student)}};
   if (data) {
@@ -68,11 +66,11 @@ Report compare(Model& teacher, Model& student, const CompareOptions& o, const da
     report.models[1].second.accuracy = metrics::accuracy(sl, data->targets());
     report.models[1].second.agreement = metrics::agreement(sl, tl);
   }
-  if (o.torch) {
-    report.models[0].second.latency = measure_model(teacher, o.input_shape, o.batch_sizes, device, o.latency);
-    report.models[1].second.latency = measure_model(student, o.input_shape, o.batch_sizes, device, o.latency);
+  if (o.libtorch()) {
+    report.models[0].second.latency = measure_model(teacher, o.input_shape(), o.batch_sizes(), device, o.latency());
+    report.models[1].second.latency = measure_model(student, o.input_shape(), o.batch_sizes(), device, o.latency());
   }
-  if (o.eigen) {
+  if (o.eigen()) {
     auto r = report.models[1].second;
     r.arch += " (eigen runtime)";
     r.latency = time_eigen(student, o);

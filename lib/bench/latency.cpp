@@ -72,18 +72,13 @@ std::vector<LatencyStats> measure_model(Model& model, const std::vector<int64_t>
   check(!batch_sizes.empty(), "bench::measure_model: no batch sizes");
   for (auto b : batch_sizes) check(b >= 1, "bench::measure_model: batch sizes must be >= 1, got ", b);
   // The caller's thread count and training mode come back however the measurement ends.
-  struct Restore {
-    Model& model;
-    bool training;
+  struct RestoreThreads {
     int threads;
-    ~Restore() {
-      model.train(training);
-      torch::set_num_threads(threads);
-    }
-  } restore{model, model.is_training(), torch::get_num_threads()};
+    ~RestoreThreads() { torch::set_num_threads(threads); }
+  } restore_threads{torch::get_num_threads()};
+  TrainingModeGuard<Model> eval(model, false);
   set_threads(options.threads());
   torch::NoGradGuard no_grad;
-  model.eval();
   model.to(device);
   std::function<void()> sync;
   if (device.is_cuda()) sync = [idx = device.index()] { torch::cuda::synchronize(idx); };

@@ -62,4 +62,18 @@ TensorDataset TensorDataset::to(const torch::Device& device) const {
   return TensorDataset(features_.to(device), targets_.to(device), num_classes_, name_);
 }
 
+torch::Tensor map_batches(const TensorDataset& dataset, int64_t batch_size,
+                          const std::function<torch::Tensor(const torch::Tensor& features, int64_t begin)>& fn) {
+  check(batch_size >= 1, "map_batches: batch_size must be >= 1, got ", batch_size);
+  std::vector<torch::Tensor> parts;
+  for (int64_t i = 0; i < dataset.size(); i += batch_size) {
+    const int64_t len = std::min(batch_size, dataset.size() - i);
+    auto out = fn(dataset.features().narrow(0, i, len), i);
+    check(out.defined() && out.dim() >= 1 && out.size(0) == len, "map_batches: a batch of ", len, " rows gave ",
+          out.defined() ? out.sizes() : torch::IntArrayRef{}, out.defined() ? "" : " (undefined)");
+    parts.push_back(std::move(out));
+  }
+  return parts.empty() ? torch::Tensor() : torch::cat(parts);
+}
+
 }  // namespace kdistill::data

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::io::detail {
 
 /// Called by atomic_write once the temporary file `tmp` is complete and synced, just before it is
@@ -16,3 +17,4 @@ using AtomicWriteHook = void (*)(const std::string& path, const std::string& tmp
 AtomicWriteHook set_atomic_write_hook(AtomicWriteHook hook);
 
 }  // namespace kdistill::io::detail
+#pragma GCC visibility pop

@@ -99,7 +99,7 @@ void write_h5(const std::string& who, const std::string& path, const std::functi
   });
 }
 
-void write_dataset(H5::H5File& file, const std::string& name, const torch::Tensor& values) {
+void write_dataset(H5::Group& group, const std::string& name, const torch::Tensor& values) {
   auto v = values.contiguous().cpu();
   std::vector<hsize_t> dims(v.sizes().begin(), v.sizes().end());
   H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
@@ -113,14 +113,30 @@ void write_dataset(H5::H5File& file, const std::string& name, const torch::Tenso
     props.setDeflate(4);
   }
   const auto type = to_h5(v.scalar_type());
-  H5::DataSet ds = file.createDataSet(name, type, space, props);
+  H5::DataSet ds = group.createDataSet(name, type, space, props);
   if (v.numel() > 0) ds.write(v.data_ptr(), type);
 }
 
 void write_string_attr(H5::H5Object& obj, const std::string& name, const std::string& value) {
   H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
+  type.setCset(H5T_CSET_UTF8);
   H5::Attribute attr = obj.createAttribute(name, type, H5::DataSpace(H5S_SCALAR));
   attr.write(type, value);
+}
+
+void write_int_attr(H5::H5Object& obj, const std::string& name, int64_t value) {
+  obj.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR)).write(H5::PredType::NATIVE_INT64, &value);
+}
+
+void write_ints_attr(H5::H5Object& obj, const std::string& name, const std::vector<int64_t>& values) {
+  const hsize_t dims[1] = {values.size()};
+  obj.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(1, dims))
+      .write(H5::PredType::NATIVE_INT64, values.data());
+}
+
+void write_double_attr(H5::H5Object& obj, const std::string& name, double value) {
+  obj.createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR))
+      .write(H5::PredType::NATIVE_DOUBLE, &value);
 }
 
 std::string read_string_attr(const std::string& where, const H5::H5Object& obj, const std::string& name) {

@@ -27,11 +27,15 @@ torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const
 /// HDF5's own exceptions become kdistill::Error naming `who` and the path.
 void write_h5(const std::string& who, const std::string& path, const std::function<void(H5::H5File&)>& fill);
 
-/// Writes `values` (float32, float64, int64, int32 or uint8, CPU) as a chunked, gzip-compressed dataset.
-void write_dataset(H5::H5File& file, const std::string& name, const torch::Tensor& values);
+/// Writes `values` (float32, float64, int64, int32 or uint8) as a chunked, gzip-compressed dataset
+/// of `group` (a file is its root group).
+void write_dataset(H5::Group& group, const std::string& name, const torch::Tensor& values);
 
-/// String attributes on the root group.
+/// Attributes: a UTF-8 string, a little-endian int64 scalar or vector, an IEEE float64 scalar.
 void write_string_attr(H5::H5Object& obj, const std::string& name, const std::string& value);
+void write_int_attr(H5::H5Object& obj, const std::string& name, int64_t value);
+void write_ints_attr(H5::H5Object& obj, const std::string& name, const std::vector<int64_t>& values);
+void write_double_attr(H5::H5Object& obj, const std::string& name, double value);
 /// The string attribute `name` of `obj`, or "" when there is none; an attribute that is not a
 /// readable string throws kdistill::Error starting with `where` (found by fuzz_hdf5: HDF5's own
 /// exception used to escape).

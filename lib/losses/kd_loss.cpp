@@ -7,6 +7,8 @@
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
+#include "core/finite.h"
+#include "core/finite.h"
 #include "losses/kd_loss_impl.h"
 
 namespace kdistill {
@@ -31,10 +33,7 @@ void check_logits(const char* fn, const char* name, const torch::Tensor& x, bool
   }
   check(x.is_floating_point(), fn, ": ", name, " must be floating point, got ", x.scalar_type());
   check(x.numel() > 0, fn, ": ", name, " is empty, shape ", x.sizes());
-  auto finite = torch::isfinite(x.detach());
-  if (!finite.all().item<bool>()) {
-    auto bad_rows = (~finite).reshape({-1, x.size(-1)}).any(1).nonzero();
-    int64_t row = bad_rows[0][0].item<int64_t>();
+  if (auto row = first_nonfinite_row(x.detach().reshape({-1, x.size(-1)})); row >= 0) {
     fail(fn, ": ", name, " has a NaN or infinite value in row ", row);
   }
 }

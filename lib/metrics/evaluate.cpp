@@ -3,27 +3,18 @@
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
+#include "kdistill/data/tensor_dataset.h"
+#include "kdistill/models/model.h"
 
 namespace kdistill {
 
 torch::Tensor predict(Model& model, const data::TensorDataset& dataset, int64_t batch_size) {
   check(batch_size >= 1, "predict: batch_size must be >= 1, got ", batch_size);
   torch::NoGradGuard no_grad;
-  const bool was_training = model.is_training();
-  model.eval();
+  TrainingModeGuard<Model> eval(model, false);
   const auto device = model.device();
-  std::vector<torch::Tensor> outs;
-  try {
-    for (int64_t i = 0; i < dataset.size(); i += batch_size) {
-      const int64_t len = std::min(batch_size, dataset.size() - i);
-      outs.push_back(model.forward(dataset.features().narrow(0, i, len).to(device)).cpu());
-    }
-  } catch (...) {
-    model.train(was_training);
-    throw;
-  }
-  model.train(was_training);
-  return outs.empty() ? torch::Tensor() : torch::cat(outs);
+  return data::map_batches(dataset, batch_size,
+                           [&](const torch::Tensor& x, int64_t) { return model.forward(x.to(device)).cpu(); });
 }
 
 metrics::Evaluation evaluate(Model& model, const data::TensorDataset& dataset, const torch::Tensor& teacher_logits,

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include <torch/csrc/jit/api/module.h>
+#include <torch/script.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
@@ -11,15 +12,6 @@
 #include "kdistill/io/atomic_file.h"
 
 namespace kdistill {
-namespace {
-
-std::string first_line(const std::string& s) {
-  auto nl = s.find('\n');
-  return nl == std::string::npos ? s : s.substr(0, nl);
-}
-
-}  // namespace
-
 Model::Model(std::shared_ptr<torch::nn::Module> module, std::function<torch::Tensor(const torch::Tensor&)> forward,
              std::string arch)
     : module_(std::move(module)), forward_(std::move(forward)), arch_(std::move(arch)), taps_(detail::make_tap_cache()) {

@@ -8,6 +8,7 @@
 #include <H5Cpp.h>
 
 #include "io/hdf5_checked.h"
+#include "runtime/format.h"
 
 #include <algorithm>
 #include <cmath>
@@ -56,7 +57,10 @@ using detail::Network;
 using detail::Op;
 using RowMatrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-constexpr const char* kFormat = "kdistill-runtime-1";
+using runtime_format::kFormat;
+using runtime_format::shape_str;
+using runtime_format::slide;
+
 constexpr const char* kSupported = "Flatten, Linear, Conv2d, MaxPool2d, AvgPool2d, ReLU, GELU, Tanh, Sigmoid";
 // A bound on any one tensor or activation, so that a corrupt file fails cleanly instead of
 // asking for terabytes.
@@ -65,14 +69,6 @@ constexpr int64_t kMaxElements = int64_t{1} << 31;
 // activations in cache, and keeps Eigen's packing buffers for the products of small students
 // under its stack-allocation limit (so they are not taken from the heap either).
 constexpr int64_t kChunk = 64;
-
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << "]";
-  return out.str();
-}
 
 int64_t product(const std::vector<int64_t>& shape, const std::string& where) {
   int64_t n = 1;
@@ -163,19 +159,6 @@ void read_weights(const H5::Group& group, const std::vector<int64_t>& shape, con
 
 void need_image(const Layer& l, const std::string& where) {
   check(l.in_shape.size() == 3, where, "needs [C, H, W] inputs, got ", shape_str(l.in_shape));
-}
-
-// Output length of a convolution or pooling window sliding over `size` (padding included).
-int64_t slide(int64_t size, int64_t kernel, int64_t stride, int64_t pad, const std::string& where) {
-  // Bounded first, so that the arithmetic below cannot overflow (found by fuzz_runtime: a padding
-  // of 2^62 in a crafted file).
-  constexpr int64_t kMaxWindow = int64_t{1} << 20;
-  check(kernel > 0 && stride > 0 && pad >= 0 && kernel <= kMaxWindow && stride <= kMaxWindow && pad <= kMaxWindow,
-        where, "kernel ", kernel, ", stride ", stride, " and padding ", pad, " must be in [1, ", kMaxWindow, "], [1, ",
-        kMaxWindow, "] and [0, ", kMaxWindow, "]");
-  check(size + 2 * pad >= kernel, where, "kernel ", kernel, " is larger than its input (", size, " + padding ",
-        2 * pad, ")");
-  return (size + 2 * pad - kernel) / stride + 1;
 }
 
 // Reads layer `index` of the file named by `file` ("runtime::Model::load: PATH: "), whose input

@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include "core/finite.h"
 #include "io/hdf5_util.h"
 #include "kdistill/core/error.h"
 #include "kdistill/data/hdf5.h"
@@ -13,27 +14,23 @@ namespace {
 
 // Names the first row of `values` ([N, C]) holding a NaN or an infinity.
 void check_finite_rows(const torch::Tensor& values, const std::string& what) {
-  if (torch::isfinite(values).all().item<bool>()) return;
-  auto row = (~torch::isfinite(values)).any(1).nonzero()[0][0].item<int64_t>();
-  fail(what, " has a NaN or infinite value in row ", row);
+  if (auto row = detail::first_nonfinite_row(values); row >= 0) fail(what, " has a NaN or infinite value in row ", row);
 }
 
 }  // namespace
-
 torch::Tensor compute_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, int64_t batch_size) {
   check(dataset.size() > 0, "compute_teacher_logits: the data set '", dataset.name(), "' is empty");
   check(batch_size >= 1, "compute_teacher_logits: batch_size must be >= 1, got ", batch_size);
-  std::vector<torch::Tensor> parts;
-  for (int64_t i = 0; i < dataset.size(); i += batch_size) {
-    const int64_t len = std::min(batch_size, dataset.size() - i);
-    auto l = teacher.logits(dataset.features().narrow(0, i, len), torch::arange(i, i + len, torch::kLong));
+  int64_t classes = -1;
+  auto logits = data::map_batches(dataset, batch_size, [&](const torch::Tensor& x, int64_t begin) {
+    const int64_t len = x.size(0);
+    auto l = teacher.logits(x, torch::arange(begin, begin + len, torch::kLong));
     check(l.dim() == 2 && l.size(0) == len, "compute_teacher_logits: the teacher returned shape ", l.sizes(),
           " for a batch of ", len);
-    check(parts.empty() || l.size(1) == parts.front().size(1),
-          "compute_teacher_logits: the teacher's class count changed");
-    parts.push_back(l.detach().to(torch::kCPU, torch::kFloat));
-  }
-  auto logits = torch::cat(parts);
+    check(classes < 0 || l.size(1) == classes, "compute_teacher_logits: the teacher's class count changed");
+    classes = l.size(1);
+    return l.detach().to(torch::kCPU, torch::kFloat);
+  });
   check_finite_rows(logits, "compute_teacher_logits: the teacher's logits");
   return logits;
 }

@@ -21,7 +21,4 @@ void validate_options(const TrainerOptions& options);
 std::string preflight(Model& student, Teacher* teacher, Objective& objective, const data::TensorDataset& train,
                const data::TensorDataset* eval, int64_t batch_size, const torch::Device& device);
 
-/// The first line of a LibTorch error (its backtrace left out).
-std::string first_line(const std::string& s);
-
 }  // namespace kdistill::detail

@@ -132,22 +132,20 @@ std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> probe_taps(
   }
   torch::NoGradGuard no_grad;
   auto x = train.features().narrow(0, 0, 1).to(student.device());
-  const bool was_training = student.is_training();
   std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> out;
   try {
-    student.eval();
-    auto fs = student.forward_with_features(x, s_taps).features;
-    student.train(was_training);
+    auto fs = [&] {
+      TrainingModeGuard<Model> eval(student, false);
+      return student.forward_with_features(x, s_taps).features;
+    }();
     auto ft = teacher->outputs(x, torch::zeros({1}, torch::kLong), t_taps).features;
     for (size_t i = 0; i < pairs.size(); ++i) {
       out.first.push_back(fs.at(s_taps[i]));
       out.second.push_back(ft.at(t_taps[i]));
     }
   } catch (const c10::Error& e) {
-    student.train(was_training);
-    const std::string what = e.what_without_backtrace();
     fail(path, ": the models cannot run a training sample of shape ", x.sizes(), " to probe their features: ",
-         what.substr(0, what.find('\n')));
+         first_line(e.what_without_backtrace()));
   }
   return out;
 }

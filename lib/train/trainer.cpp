@@ -149,7 +149,7 @@ bool DistillTrainer::resume(const std::string& path_arg) {
     optimizer->load(archive);
   } catch (const c10::Error& e) {
     fail("checkpoint ", path, ": optimizer state does not fit a ", options_.optimizer(),
-         " optimizer over this student and objective: ", detail::first_line(e.what_without_backtrace()));
+         " optimizer over this student and objective: ", first_line(e.what_without_backtrace()));
   }
   detail::restore_tensors(*ckpt, student_, *objective_);
   st.optimizer = std::move(optimizer);

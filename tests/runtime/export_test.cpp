@@ -1,8 +1,9 @@
-// Tests for kdistill/runtime/export.h: the file h5py reads, TorchScript models from Python
+// Tests for kdistill/export/export.h: the file h5py reads, TorchScript models from Python
 // (scripted and traced), and every refusal naming the layer and the problem.
 
-#include "kdistill/runtime/export.h"
+#include "kdistill/export/export.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -24,6 +25,7 @@ namespace kdistill::test {
 namespace {
 
 namespace nn = torch::nn;
+using ::testing::HasSubstr;
 
 std::vector<std::string> lines(const std::string& text) {
   std::vector<std::string> out;
@@ -37,7 +39,7 @@ std::vector<std::string> lines(const std::string& text) {
 void expect_parity(Model model, const std::vector<int64_t>& shape) {
   TempDir dir;
   ExportOptions options;
-  options.input_shape = shape;
+  options.input_shape(shape);
   model.eval();
   export_model(model, dir / "model.h5", options);
   const auto rt = runtime::Model::load(dir / "model.h5");
@@ -102,9 +104,9 @@ TEST(Export, WritesTheDocumentedLayoutReadByH5py) {
   const std::string path = dir / "cnn.h5";
   auto net = cnn({1, 28, 28}, {8, 16}, 10);
   ExportOptions options;
-  options.input_shape = {1, 28, 28};
-  options.mean = 0.5;
-  options.std = 0.25;
+  options.input_shape({1, 28, 28});
+  options.mean(0.5);
+  options.std(0.25);
   export_model(Model(net, "cnn:8,16"), path, options);
   auto r = python("import h5py, numpy as np\n"
                   "f = h5py.File(r'" + path + "', 'r')\n"
@@ -163,9 +165,9 @@ TEST(Export, ReplacesAnExistingFileAndLeavesItAloneOnFailure) {
   export_model(Model(mlp(6, {4}, 5)), path);
   EXPECT_EQ(runtime::Model::load(path).num_classes(), 5);
   ExportOptions bad;
-  bad.std = 0;
-  EXPECT_TRUE(contains(error_of([&] { export_model(Model(mlp(6, {4}, 7)), path, bad); }),
-                       "export_model: std must be finite and > 0, got 0"));
+  bad.std(0);
+  EXPECT_THAT(error_of([&] { export_model(Model(mlp(6, {4}, 7)), path, bad); }),
+              HasSubstr("export_model: std must be finite and > 0, got 0"));
   EXPECT_EQ(runtime::Model::load(path).num_classes(), 5);
   size_t files = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir.path())) files += entry.is_regular_file() ? 1 : 0;
@@ -177,43 +179,43 @@ TEST(Export, RefusesWhatTheRuntimeCannotRunNamingTheLayer) {
   auto refusal = [](nn::Sequential net, std::vector<int64_t> shape) {
     TempDir dir;
     ExportOptions options;
-    options.input_shape = std::move(shape);
+    options.input_shape(std::move(shape));
     return error_of([&] { export_model(Model(net), dir / "m.h5", options); });
   };
   auto msg = refusal(nn::Sequential(nn::Flatten(), nn::Linear(4, 4), nn::Softmax(1), nn::Linear(4, 2)), {4});
-  EXPECT_TRUE(contains(msg, "export_model: layer 2 (Softmax) is not supported; supported: Flatten, Linear")) << msg;
+  EXPECT_THAT(msg, HasSubstr("export_model: layer 2 (Softmax) is not supported; supported: Flatten, Linear")) << msg;
   msg = refusal(nn::Sequential(nn::Conv2d(nn::Conv2dOptions(4, 4, 3).groups(2)), nn::Flatten(), nn::Linear(36, 2)),
                 {4, 5, 5});
-  EXPECT_TRUE(contains(msg, "export_model: layer 0 (Conv2d): groups must be 1, got 2")) << msg;
+  EXPECT_THAT(msg, HasSubstr("export_model: layer 0 (Conv2d): groups must be 1, got 2")) << msg;
   msg = refusal(nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 2, 3).dilation(2)), nn::Flatten(), nn::Linear(2, 2)),
                 {1, 5, 5});
-  EXPECT_TRUE(contains(msg, "layer 0 (Conv2d): dilation must be 1, got [2, 2]")) << msg;
+  EXPECT_THAT(msg, HasSubstr("layer 0 (Conv2d): dilation must be 1, got [2, 2]")) << msg;
   msg = refusal(nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 2, 3).padding(1).padding_mode(torch::kReflect)),
                                nn::Flatten(), nn::Linear(50, 2)),
                 {1, 5, 5});
-  EXPECT_TRUE(contains(msg, "layer 0 (Conv2d): only zero padding is supported")) << msg;
+  EXPECT_THAT(msg, HasSubstr("layer 0 (Conv2d): only zero padding is supported")) << msg;
   msg = refusal(nn::Sequential(nn::MaxPool2d(nn::MaxPool2dOptions(2).padding(1)), nn::Flatten(), nn::Linear(9, 2)),
                 {1, 4, 4});
-  EXPECT_TRUE(contains(msg, "layer 0 (MaxPool2d): padding must be 0, got [1, 1]")) << msg;
+  EXPECT_THAT(msg, HasSubstr("layer 0 (MaxPool2d): padding must be 0, got [1, 1]")) << msg;
   msg = refusal(nn::Sequential(nn::AvgPool2d(nn::AvgPool2dOptions(2).ceil_mode(true)), nn::Flatten(), nn::Linear(9, 2)),
                 {1, 5, 5});
-  EXPECT_TRUE(contains(msg, "layer 0 (AvgPool2d): ceil_mode must be off")) << msg;
+  EXPECT_THAT(msg, HasSubstr("layer 0 (AvgPool2d): ceil_mode must be off")) << msg;
   msg = refusal(nn::Sequential(nn::Flatten(), nn::BatchNorm1d(4), nn::Linear(4, 2)), {4});
-  EXPECT_TRUE(contains(msg, "layer 1 (BatchNorm1d): must come right after a Linear")) << msg;
+  EXPECT_THAT(msg, HasSubstr("layer 1 (BatchNorm1d): must come right after a Linear")) << msg;
   msg = refusal(nn::Sequential(nn::Linear(4, 4), nn::ReLU(), nn::BatchNorm1d(4), nn::Linear(4, 2)), {4});
-  EXPECT_TRUE(contains(msg, "layer 2 (BatchNorm1d): must come right after a Linear")) << msg;
+  EXPECT_THAT(msg, HasSubstr("layer 2 (BatchNorm1d): must come right after a Linear")) << msg;
   msg = refusal(nn::Sequential(nn::Conv2d(1, 2, 3)), {1, 5, 5});
-  EXPECT_TRUE(contains(msg, "the model gives [2, 3, 3] per input")) << msg;
+  EXPECT_THAT(msg, HasSubstr("the model gives [2, 3, 3] per input")) << msg;
   msg = refusal(nn::Sequential(nn::Linear(28, 4)), {1, 28, 28});
-  EXPECT_TRUE(contains(msg, "layer 0 (Linear): needs flat inputs but gets [1, 28, 28]")) << msg;
+  EXPECT_THAT(msg, HasSubstr("layer 0 (Linear): needs flat inputs but gets [1, 28, 28]")) << msg;
   msg = refusal(mlp(784, {8}, 10), {1, 28, 29});
-  EXPECT_TRUE(contains(msg, "layer 1 (Linear): takes 784 features but its input has 812")) << msg;
+  EXPECT_THAT(msg, HasSubstr("layer 1 (Linear): takes 784 features but its input has 812")) << msg;
   msg = refusal(cnn({1, 28, 28}, {4}, 10), {});
-  EXPECT_TRUE(contains(msg, "ExportOptions::input_shape is needed for a model that starts with Conv2d")) << msg;
+  EXPECT_THAT(msg, HasSubstr("ExportOptions::input_shape is needed for a model that starts with Conv2d")) << msg;
 
   TempDir dir;
   msg = error_of([&] { export_model(Model(nn::Linear(4, 2)), dir / "m.h5"); });
-  EXPECT_TRUE(contains(msg, "only a torch::nn::Sequential can be exported; this model is a Linear")) << msg;
+  EXPECT_THAT(msg, HasSubstr("only a torch::nn::Sequential can be exported; this model is a Linear")) << msg;
   EXPECT_FALSE(std::filesystem::exists(dir / "m.h5"));
 }
 
@@ -231,11 +233,12 @@ TEST(Export, TorchScriptModelsFromPython) {
     expect_parity(Model::load_torchscript(dir / "nested.pt"), {12});
   }
   ExportOptions options;
-  options.input_shape = {4};
+  options.input_shape({4});
   auto msg = error_of([&] { export_model(Model::load_torchscript(dir / "softmax.pt"), dir / "s.h5", options); });
-  EXPECT_TRUE(contains(msg, "export_model: layer 1 (Softmax) is not supported")) << msg;
+  EXPECT_THAT(msg, HasSubstr("export_model: layer 1 (Softmax) is not supported")) << msg;
   msg = error_of([&] { export_model(Model::load_torchscript(dir / "custom.pt"), dir / "c.h5", options); });
-  EXPECT_TRUE(contains(msg, "only an nn.Sequential can be exported; this TorchScript model is a __torch__.Net")) << msg;
+  EXPECT_THAT(msg,
+              HasSubstr("only an nn.Sequential can be exported; this TorchScript model is a __torch__.Net")) << msg;
 }
 
 }  // namespace kdistill::test

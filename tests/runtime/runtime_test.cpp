@@ -3,6 +3,7 @@
 
 #include "kdistill/runtime/runtime.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -18,13 +19,14 @@
 #include "kdistill/core/error.h"
 #include "kdistill/models/builders.h"
 #include "kdistill/models/model.h"
-#include "kdistill/runtime/export.h"
+#include "kdistill/export/export.h"
 #include "support.h"
 
 namespace kdistill::test {
 namespace {
 
 namespace nn = torch::nn;
+using ::testing::HasSubstr;
 
 // Gives every BatchNorm in `net` statistics and affine parameters far from the identity, so that
 // folding them is really tested.
@@ -60,7 +62,7 @@ void expect_parity(Model model, const std::vector<int64_t>& shape, ExportOptions
                    std::vector<int> batches = {1, 7}) {
   TempDir dir;
   const std::string path = dir / "model.h5";
-  if (options.input_shape.empty()) options.input_shape = shape;
+  if (options.input_shape().empty()) options.input_shape(shape);
   model.eval();
   export_model(model, path, options);
   const auto rt = runtime::Model::load(path);
@@ -73,7 +75,7 @@ void expect_parity(Model model, const std::vector<int64_t>& shape, ExportOptions
     torch::Tensor ref;
     {
       torch::NoGradGuard no_grad;
-      ref = model.forward((x - static_cast<float>(options.mean)) / static_cast<float>(options.std));
+      ref = model.forward((x - static_cast<float>(options.mean())) / static_cast<float>(options.std()));
     }
     ASSERT_EQ(ref.dim(), 2);
     ASSERT_EQ(ref.size(1), rt.num_classes());
@@ -162,12 +164,12 @@ TEST(RuntimeParity, AsymmetricKernelStrideAndPadding) {
 TEST(RuntimeParity, Normalisation) {
   torch::manual_seed(10);
   ExportOptions options;
-  options.mean = 0.2860;
-  options.std = 0.3530;
+  options.mean(0.2860);
+  options.std(0.3530);
   expect_parity(Model(mlp(784, {32}, 10)), {1, 28, 28}, options);
   const auto net = cnn({1, 12, 12}, {4}, 3);
-  options.mean = -1.5;
-  options.std = 2.0;
+  options.mean(-1.5);
+  options.std(2.0);
   expect_parity(Model(net), {1, 12, 12}, options);
 }
 
@@ -175,9 +177,9 @@ TEST(Runtime, ReportsItsShapeAndLayers) {
   torch::manual_seed(11);
   TempDir dir;
   ExportOptions options;
-  options.input_shape = {1, 28, 28};
-  options.mean = 0.5;
-  options.std = 0.25;
+  options.input_shape({1, 28, 28});
+  options.mean(0.5);
+  options.std(0.25);
   export_model(Model(cnn({1, 28, 28}, {8, 16}, 10)), dir / "cnn.h5", options);
   const auto rt = runtime::Model::load(dir / "cnn.h5");
   EXPECT_EQ(rt.input_shape(), (std::vector<int64_t>{1, 28, 28}));
@@ -188,10 +190,10 @@ TEST(Runtime, ReportsItsShapeAndLayers) {
   // Conv, ReLU, MaxPool twice (BatchNorm folded), Flatten, Linear.
   EXPECT_EQ(rt.num_layers(), 8);
   const auto text = rt.describe();
-  EXPECT_TRUE(contains(text, dir / "cnn.h5")) << text;
-  EXPECT_TRUE(contains(text, "Conv2d 1->8 k3x3 s1x1 p1x1 -> [8, 28, 28]")) << text;
-  EXPECT_TRUE(contains(text, "MaxPool2d k2x2 s2x2 -> [16, 7, 7]")) << text;
-  EXPECT_TRUE(contains(text, "Linear 784->10 -> [10]")) << text;
+  EXPECT_THAT(text, HasSubstr(dir / "cnn.h5")) << text;
+  EXPECT_THAT(text, HasSubstr("Conv2d 1->8 k3x3 s1x1 p1x1 -> [8, 28, 28]")) << text;
+  EXPECT_THAT(text, HasSubstr("MaxPool2d k2x2 s2x2 -> [16, 7, 7]")) << text;
+  EXPECT_THAT(text, HasSubstr("Linear 784->10 -> [10]")) << text;
 }
 
 TEST(Runtime, PredictChecksItsArguments) {
@@ -200,22 +202,22 @@ TEST(Runtime, PredictChecksItsArguments) {
   export_model(Model(mlp(4, {3}, 2)), dir / "m.h5");
   const auto rt = runtime::Model::load(dir / "m.h5");
   std::vector<float> x(8, 0.5f), y(4, -7.0f);
-  EXPECT_TRUE(contains(error_of([&] { rt.predict(x.data(), -1, y.data()); }), "batch must be >= 0, got -1"));
-  EXPECT_TRUE(contains(error_of([&] { rt.predict(nullptr, 2, y.data()); }), "must not be null"));
+  EXPECT_THAT(error_of([&] { rt.predict(x.data(), -1, y.data()); }), HasSubstr("batch must be >= 0, got -1"));
+  EXPECT_THAT(error_of([&] { rt.predict(nullptr, 2, y.data()); }), HasSubstr("must not be null"));
   rt.predict(nullptr, 0, nullptr);  // an empty batch is nothing to do
   EXPECT_EQ(y[0], -7.0f);
   const auto logits = rt.predict(x);
   ASSERT_EQ(logits.size(), 4u);
   EXPECT_EQ(logits[0], logits[2]);  // the same input twice
-  EXPECT_TRUE(contains(error_of([&] { rt.predict(std::vector<float>(5)); }), "not a multiple of input_size 4"));
+  EXPECT_THAT(error_of([&] { rt.predict(std::vector<float>(5)); }), HasSubstr("not a multiple of input_size 4"));
 }
 
 TEST(RuntimeLoad, MissingFileNamesIt) {
   TempDir dir;
   const std::string path = dir / "absent.h5";
   const auto msg = error_of([&] { runtime::Model::load(path); });
-  EXPECT_TRUE(contains(msg, path)) << msg;
-  EXPECT_TRUE(contains(msg, "does not exist")) << msg;
+  EXPECT_THAT(msg, HasSubstr(path)) << msg;
+  EXPECT_THAT(msg, HasSubstr("does not exist")) << msg;
 }
 
 TEST(RuntimeLoad, NonHdf5FileNamesIt) {
@@ -223,8 +225,8 @@ TEST(RuntimeLoad, NonHdf5FileNamesIt) {
   const std::string path = dir / "text.h5";
   std::ofstream(path) << "this is not an HDF5 file\n";
   const auto msg = error_of([&] { runtime::Model::load(path); });
-  EXPECT_TRUE(contains(msg, path)) << msg;
-  EXPECT_TRUE(contains(msg, "not an HDF5 file")) << msg;
+  EXPECT_THAT(msg, HasSubstr(path)) << msg;
+  EXPECT_THAT(msg, HasSubstr("not an HDF5 file")) << msg;
 }
 
 // Broken files written with h5py, an independent writer: each must be refused with the path
@@ -284,8 +286,8 @@ TEST(RuntimeLoad, RefusesBrokenFilesNamingTheProblem) {
   for (const auto& [name, problem] : cases) {
     const std::string path = dir / name;
     const auto msg = error_of([&] { runtime::Model::load(path); });
-    EXPECT_TRUE(contains(msg, path)) << name << ": " << msg;
-    EXPECT_TRUE(contains(msg, problem)) << name << ": " << msg;
+    EXPECT_THAT(msg, HasSubstr(path)) << name << ": " << msg;
+    EXPECT_THAT(msg, HasSubstr(problem)) << name << ": " << msg;
   }
 }
 
@@ -297,7 +299,7 @@ TEST(Runtime, ConcurrentCallersShareOneModel) {
   auto net = cnn({1, 16, 16}, {4, 8}, 5);
   randomize_batch_norms(net);
   ExportOptions options;
-  options.input_shape = {1, 16, 16};
+  options.input_shape({1, 16, 16});
   export_model(Model(net), dir / "cnn.h5", options);
   const auto rt = runtime::Model::load(dir / "cnn.h5");
 

@@ -10,7 +10,7 @@
 
 #include "kdistill/models/builders.h"
 #include "kdistill/models/model.h"
-#include "kdistill/runtime/export.h"
+#include "kdistill/export/export.h"
 #include "support.h"
 
 // The example is built with the examples (KDISTILL_BUILD_EXAMPLES); without it these tests skip.
@@ -51,9 +51,9 @@ TEST(ServeEigen, ClassifiesAnIdxFileAndRandomImages) {
   TempDir dir;
   torch::manual_seed(0);
   ExportOptions options;
-  options.input_shape = {1, 28, 28};
-  options.mean = 0.2860;
-  options.std = 0.3530;
+  options.input_shape({1, 28, 28});
+  options.mean(0.2860);
+  options.std(0.3530);
   export_model(Model(cnn({1, 28, 28}, {4}, 3)), dir / "student.h5", options);
   std::vector<unsigned char> pixels(5 * 28 * 28);
   for (size_t i = 0; i < pixels.size(); ++i) pixels[i] = static_cast<unsigned char>((i * 37) % 256);

@@ -9,6 +9,7 @@
 
 #include "kdistill/models/model.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::bench {
 
 /// How long and how often to measure.
@@ -68,3 +69,4 @@ std::vector<LatencyStats> measure_model(Model& model, const std::vector<int64_t>
 double quantile(std::vector<double> values, double q);
 
 }  // namespace kdistill::bench
+#pragma GCC visibility pop

@@ -12,6 +12,7 @@
 #include "kdistill/metrics/significance.h"
 #include "kdistill/models/model.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::bench {
 
 /// Options for `compare_paired`.
@@ -66,7 +67,7 @@ struct PairedComparison {
 /// ```
 PairedComparison compare_paired(Model& a, Model& b, const data::TensorDataset& data, const PairedOptions& options = {});
 
-/// The comparison as JSON (DESIGN.md: `n`, `a`, `b`, `difference`, `mcnemar_p`, `ci95`,
+/// The comparison as JSON (docs/cli.md, `kdistill compare`: `n`, `a`, `b`, `difference`, `mcnemar_p`, `ci95`,
 /// `agreement`, plus the counts, each model's latency and the latency differences).
 std::string to_json(const PairedComparison& c);
 
@@ -79,3 +80,4 @@ std::string to_markdown(const PairedComparison& c);
 std::string disagreements_csv(const PairedComparison& c, double unsure_below = 0.5);
 
 }  // namespace kdistill::bench
+#pragma GCC visibility pop

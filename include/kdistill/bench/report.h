@@ -6,6 +6,7 @@
 
 #include "kdistill/bench/latency.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::bench {
 
 /// One model's entry in a report. Negative numbers mean "not measured" and are left out of JSON.
@@ -23,7 +24,7 @@ struct ModelReport {
   std::vector<LatencyStats> latency;
 };
 
-/// A teacher-vs-student trade-off report: the JSON of DESIGN.md ("Report JSON").
+/// A teacher-vs-student trade-off report: the JSON of docs/cli.md ("Reports").
 struct Report {
   std::string device = "cpu";
   int threads = 0;
@@ -50,3 +51,4 @@ std::string to_markdown(const Report& report, const std::string& baseline = "tea
 std::string to_csv(const Report& report);
 
 }  // namespace kdistill::bench
+#pragma GCC visibility pop

@@ -5,6 +5,7 @@
 #include <string>
 #include <utility>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// The one exception type kdistill throws for bad user input and failed I/O.
@@ -43,4 +44,14 @@ void check(bool condition, Args&&... args) {
   if (!condition) fail(std::forward<Args>(args)...);
 }
 
+/// The first line of `message`. LibTorch's errors (`c10::Error::what_without_backtrace`) go on
+/// with lines of context; kdistill's messages quote only their first line.
+///
+/// Example:
+/// ```
+/// kdistill::first_line("shape mismatch\nException raised from ...");  // "shape mismatch"
+/// ```
+inline std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
+
 }  // namespace kdistill
+#pragma GCC visibility pop

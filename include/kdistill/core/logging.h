@@ -2,6 +2,7 @@
 
 #include <memory>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace spdlog {
 class logger;
 }
@@ -16,3 +17,4 @@ namespace kdistill {
 std::shared_ptr<spdlog::logger> logger();
 
 }  // namespace kdistill
+#pragma GCC visibility pop

@@ -4,6 +4,7 @@
 
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// The numeric precision a model computes in.
@@ -60,3 +61,4 @@ class AutocastGuard {
 };
 
 }  // namespace kdistill
+#pragma GCC visibility pop

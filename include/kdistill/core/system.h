@@ -6,6 +6,7 @@
 
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// What the process runs on: versions, the BLAS actually loaded, threads and CUDA devices.
@@ -71,3 +72,4 @@ struct AllocatorOptions {
 bool tune_allocator(const AllocatorOptions& options = {});
 
 }  // namespace kdistill
+#pragma GCC visibility pop

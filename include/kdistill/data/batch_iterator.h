@@ -7,6 +7,7 @@
 
 #include "kdistill/data/tensor_dataset.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::data {
 
 /// One mini-batch: inputs, targets (-1 = unlabelled) and the samples' row indices in the data set.
@@ -62,3 +63,4 @@ class BatchIterator {
 uint64_t mix_seed(uint64_t seed, uint64_t stream);
 
 }  // namespace kdistill::data
+#pragma GCC visibility pop

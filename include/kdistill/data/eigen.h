@@ -5,6 +5,7 @@
 
 #include "kdistill/data/tensor_dataset.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::data {
 
 /// Row-major float matrix: one sample per row, the layout tensors use.
@@ -31,3 +32,4 @@ TensorDataset from_eigen(const Eigen::Ref<const Eigen::MatrixXf>& features, cons
                          int64_t num_classes = 0, const std::string& name = "eigen");
 
 }  // namespace kdistill::data
+#pragma GCC visibility pop

@@ -4,6 +4,7 @@
 
 #include "kdistill/data/tensor_dataset.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::data {
 
 /// Loads a data set from an HDF5 file: features `[N, ...]` (any numeric type, stored as float32)
@@ -28,3 +29,4 @@ void save_hdf5(const TensorDataset& dataset, const std::string& path, const std:
 std::string features_sha256(const TensorDataset& dataset);
 
 }  // namespace kdistill::data
+#pragma GCC visibility pop

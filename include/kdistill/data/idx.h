@@ -4,6 +4,7 @@
 
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::data {
 
 /// Reads an IDX file (the MNIST family's format), gzip-compressed or plain, into a tensor.
@@ -25,3 +26,4 @@ torch::Tensor read_idx(const std::string& path);
 void write_idx(const std::string& path, const torch::Tensor& values);
 
 }  // namespace kdistill::data
+#pragma GCC visibility pop

@@ -4,6 +4,7 @@
 
 #include "kdistill/data/tensor_dataset.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::data {
 
 /// The training and test splits of an MNIST-family data set, normalised alike.
@@ -31,3 +32,4 @@ inline constexpr const char* kFashionMnistDir = "/usr/share/datasets/fashion-mni
 ImageSplits load_mnist_family(const std::string& dir, const std::string& name = "mnist");
 
 }  // namespace kdistill::data
+#pragma GCC visibility pop

@@ -4,6 +4,7 @@
 
 #include "kdistill/data/tensor_dataset.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::data {
 
 /// Loads the `split` ("train" or "test") of the data named by a spec string:
@@ -20,3 +21,4 @@ namespace kdistill::data {
 TensorDataset load_spec(const std::string& spec, const std::string& split = "train");
 
 }  // namespace kdistill::data
+#pragma GCC visibility pop

@@ -1,9 +1,11 @@
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::data {
 
 /// An in-memory data set: features `[N, ...]` and integer targets `[N]`.
@@ -55,4 +57,19 @@ class TensorDataset {
   std::string name_;
 };
 
+/// Runs `fn(features, begin)` on `dataset`'s features `batch_size` rows at a time, in order (the
+/// last batch may be shorter; `begin` is its first row), and concatenates the results along
+/// dim 0. Each result must have as many rows as its batch. An empty data set gives an undefined
+/// tensor. Throws `kdistill::Error` for `batch_size` < 1 or a result of the wrong length.
+///
+/// Example:
+/// ```
+/// auto logits = kdistill::data::map_batches(test, 256, [&](const torch::Tensor& x, int64_t) {
+///   return model.forward(x).cpu();
+/// });
+/// ```
+torch::Tensor map_batches(const TensorDataset& dataset, int64_t batch_size,
+                          const std::function<torch::Tensor(const torch::Tensor& features, int64_t begin)>& fn);
+
 }  // namespace kdistill::data
+#pragma GCC visibility pop

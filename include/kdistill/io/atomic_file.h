@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::io {
 
 /// Writes a file atomically: `write` fills a temporary file beside `path`, which is then flushed to
@@ -35,3 +36,4 @@ std::string read_file(const std::string& path);
 void ensure_writable_dir(const std::string& dir);
 
 }  // namespace kdistill::io
+#pragma GCC visibility pop

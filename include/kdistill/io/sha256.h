@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::io {
 
 /// Incremental SHA-256 (FIPS 180-4), for file hashes in manifests and checkpoint checksums.
@@ -41,3 +42,4 @@ std::string sha256_hex(const std::string& bytes);
 std::string sha256_file(const std::string& path);
 
 }  // namespace kdistill::io
+#pragma GCC visibility pop

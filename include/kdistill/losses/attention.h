@@ -2,6 +2,7 @@
 
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// The spatial attention map of a conv feature `[B, C, H, W]` (Zagoruyko and Komodakis, ICLR
@@ -30,3 +31,4 @@ torch::Tensor attention_transfer(const torch::Tensor& student_feature, const tor
                                  double p = 2.0);
 
 }  // namespace kdistill
+#pragma GCC visibility pop

@@ -5,6 +5,7 @@
 #include <torch/arg.h>
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// Options for `divergence` and `divergence_loss`.
@@ -71,3 +72,4 @@ torch::Tensor divergence_loss(const torch::Tensor& student_logits, const torch::
                               const DivergenceOptions& options = {}, const torch::Tensor& mask = {});
 
 }  // namespace kdistill
+#pragma GCC visibility pop

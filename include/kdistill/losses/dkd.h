@@ -3,6 +3,7 @@
 #include <torch/arg.h>
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// Options for `dkd_loss` (the defaults are mdistiller's CIFAR-100 recipe).
@@ -48,3 +49,4 @@ torch::Tensor dkd_loss(const torch::Tensor& student_logits, const torch::Tensor&
                        const torch::Tensor& targets, const DKDLossOptions& options = {});
 
 }  // namespace kdistill
+#pragma GCC visibility pop

@@ -5,6 +5,7 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// Options for `kd_loss` and `KDLoss`.
@@ -83,3 +84,4 @@ class KDLossImpl : public torch::nn::Cloneable<KDLossImpl> {
 TORCH_MODULE(KDLoss);
 
 }  // namespace kdistill
+#pragma GCC visibility pop

@@ -17,6 +17,7 @@
 #include "kdistill/losses/kd_loss.h"
 #include "kdistill/losses/schedule.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// Everything an objective sees at one training step.
@@ -303,3 +304,4 @@ class CompositeObjective : public Objective {
 };
 
 }  // namespace kdistill
+#pragma GCC visibility pop

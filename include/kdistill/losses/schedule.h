@@ -5,6 +5,7 @@
 
 #include <torch/arg.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// Where training stands when a step runs (for objectives and schedules that change over a run).
@@ -86,3 +87,4 @@ class Schedule {
 };
 
 }  // namespace kdistill
+#pragma GCC visibility pop

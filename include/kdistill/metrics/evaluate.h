@@ -8,6 +8,7 @@
 #include "kdistill/metrics/metrics.h"
 #include "kdistill/models/model.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// Logits of `model` for every sample of `dataset`, in eval mode and without gradients, computed
@@ -30,3 +31,4 @@ metrics::Evaluation evaluate(Model& model, const data::TensorDataset& dataset,
                              const torch::Tensor& teacher_logits = {}, int64_t batch_size = 256);
 
 }  // namespace kdistill
+#pragma GCC visibility pop

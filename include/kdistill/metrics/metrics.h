@@ -2,6 +2,7 @@
 
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::metrics {
 
 /// Fraction of labelled samples whose arg-max logit is the target; samples with target -1 are
@@ -45,3 +46,4 @@ Evaluation evaluate_logits(const torch::Tensor& logits, const torch::Tensor& tar
                            const torch::Tensor& teacher_logits = {});
 
 }  // namespace kdistill::metrics
+#pragma GCC visibility pop

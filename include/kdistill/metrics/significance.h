@@ -7,6 +7,7 @@
 #include <torch/arg.h>
 #include <torch/types.h>
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::metrics {
 
 /// McNemar's exact test for two classifiers scored on the same samples: of the n = a_only + b_only
@@ -57,3 +58,4 @@ std::pair<double, double> bootstrap_difference_ci(const torch::Tensor& a_correct
 double paired_t_test_p(const std::vector<double>& a, const std::vector<double>& b);
 
 }  // namespace kdistill::metrics
+#pragma GCC visibility pop

@@ -7,6 +7,7 @@
 
 #include "kdistill/models/model.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// A multilayer perceptron: Flatten, then Linear + ReLU (+ Dropout when `dropout` > 0) for each
@@ -38,3 +39,4 @@ Model build_model(const std::string& spec, const std::vector<int64_t>& sample_sh
                   double dropout = 0.0);
 
 }  // namespace kdistill
+#pragma GCC visibility pop

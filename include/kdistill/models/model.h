@@ -9,11 +9,17 @@
 
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
-#include <torch/script.h>
 #include <torch/types.h>
 
 #include "kdistill/core/precision.h"
 
+// TorchScript modules appear only by reference here; <torch/script.h> (about a third of a
+// translation unit's LibTorch headers) is for the files that run them.
+namespace torch::jit {
+struct Module;
+}  // namespace torch::jit
+
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 namespace detail {
@@ -183,4 +189,29 @@ class Model {
   ForwardOutput raw_forward_with_features(const torch::Tensor& input, const std::vector<std::string>& names);
 };
 
+/// Puts a model (or anything with `is_training()` and `train(bool)`, such as an objective) in
+/// training or eval mode for a scope, and gives it back its previous mode when the scope ends,
+/// however it ends.
+///
+/// Example:
+/// ```
+/// {
+///   kdistill::TrainingModeGuard<kdistill::Model> eval(model, false);
+///   auto logits = model.forward(x);  // eval mode
+/// }                                  // model's earlier mode again
+/// ```
+template <typename M>
+class TrainingModeGuard {
+ public:
+  TrainingModeGuard(M& m, bool training) : m_(m), was_(m.is_training()) { m_.train(training); }
+  ~TrainingModeGuard() { m_.train(was_); }
+  TrainingModeGuard(const TrainingModeGuard&) = delete;
+  TrainingModeGuard& operator=(const TrainingModeGuard&) = delete;
+
+ private:
+  M& m_;
+  bool was_;
+};
+
 }  // namespace kdistill
+#pragma GCC visibility pop

@@ -14,6 +14,7 @@
 
 #include "kdistill/core/error.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::runtime {
 
 namespace detail {
@@ -71,3 +72,4 @@ class Model {
 };
 
 }  // namespace kdistill::runtime
+#pragma GCC visibility pop

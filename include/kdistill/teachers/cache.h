@@ -8,6 +8,7 @@
 #include "kdistill/data/tensor_dataset.h"
 #include "kdistill/teachers/teacher.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// What a teacher-logit cache records about where its logits came from.
@@ -84,3 +85,4 @@ class CachedTeacher : public Teacher {
 };
 
 }  // namespace kdistill
+#pragma GCC visibility pop

@@ -11,6 +11,7 @@
 #include "kdistill/core/precision.h"
 #include "kdistill/models/model.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// A teacher's outputs for one batch (see `Teacher::outputs`).
@@ -149,3 +150,4 @@ class EnsembleTeacher : public Teacher {
 };
 
 }  // namespace kdistill
+#pragma GCC visibility pop

@@ -9,6 +9,7 @@
 
 #include "kdistill/train/trainer.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// Where a configured run's data comes from.
@@ -51,7 +52,7 @@ struct EnsembleMemberConfig {
   double weight = 1.0;
 };
 
-/// A configured distillation run: the YAML schema of DESIGN.md ("Run configuration").
+/// A configured distillation run: the YAML schema of docs/cli.md ("The run configuration").
 ///
 /// Example (run.yaml):
 /// ```
@@ -97,3 +98,4 @@ RunConfig load_config(const std::string& path);
 std::string to_yaml(const RunConfig& config);
 
 }  // namespace kdistill
+#pragma GCC visibility pop

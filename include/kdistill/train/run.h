@@ -6,6 +6,7 @@
 #include "kdistill/train/config.h"
 #include "kdistill/train/trainer.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// What a configured run produced.
@@ -43,3 +44,4 @@ RunResult run_config(const RunConfig& config);
 RunResult resume_run(const std::string& output_dir);
 
 }  // namespace kdistill
+#pragma GCC visibility pop

@@ -18,6 +18,7 @@
 #include "kdistill/models/model.h"
 #include "kdistill/teachers/teacher.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// The precisions of a run: the teacher's forward, and the student's compute.
@@ -181,3 +182,4 @@ class DistillTrainer {
 };
 
 }  // namespace kdistill
+#pragma GCC visibility pop

@@ -1,4 +1,4 @@
-#include "kdistill/runtime/export.h"
+#include "kdistill/export/export.h"
 
 #include <H5Cpp.h>
 
@@ -15,9 +15,10 @@
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/torch.h>
 
+#include "io/hdf5_util.h"
 #include "kdistill/core/error.h"
-#include "kdistill/io/atomic_file.h"
 #include "kdistill/version.h"
+#include "runtime/format.h"
 
 namespace kdistill {
 namespace {
@@ -25,18 +26,10 @@ namespace {
 namespace nn = torch::nn;
 namespace jit = torch::jit;
 
-constexpr const char* kFormat = "kdistill-runtime-1";
+using runtime_format::shape_str;
 constexpr const char* kSupported =
     "Flatten, Linear, Conv2d, BatchNorm1d, BatchNorm2d, MaxPool2d, AvgPool2d, ReLU, GELU, Tanh, Sigmoid, Dropout, "
     "Identity";
-
-std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
-std::string shape_str(const std::vector<int64_t>& shape) {
-  std::ostringstream out;
-  out << torch::IntArrayRef(shape);
-  return out.str();
-}
 
 // ---- one layer of the source model, read from C++ or TorchScript ----------------------------
 
@@ -432,13 +425,9 @@ void fold_batch_norm(Exported& layer, const Source& bn) {
   check_finite(layer.bias, bn, "folded bias");
 }
 
-// Output length of a window sliding over `size`.
+// Output length of a window sliding over `size`, with the runtime's own bounds.
 int64_t slide(int64_t size, int64_t kernel, int64_t stride, int64_t pad, const Source& s) {
-  check(kernel > 0 && stride > 0 && pad >= 0, s.who(), ": kernel ", kernel, ", stride ", stride, " and padding ",
-        pad, " must be > 0, > 0 and >= 0");
-  check(size + 2 * pad >= kernel, s.who(), ": kernel ", kernel, " is larger than its input (", size,
-        " + padding ", 2 * pad, ")");
-  return (size + 2 * pad - kernel) / stride + 1;
+  return runtime_format::slide(size, kernel, stride, pad, s.who() + ": ");
 }
 
 Exported plan_conv(const Source& s, std::vector<int64_t>& shape) {
@@ -544,12 +533,7 @@ Plan plan_layers(const std::vector<Source>& sources, const std::vector<int64_t>&
 // input_shape, or a module whose forward is not its layers in order, shows up here.
 void check_forward(const Model& model, const Plan& plan) {
   Model m = model;  // shares the module
-  struct RestoreMode {
-    Model& m;
-    bool training;
-    ~RestoreMode() { m.train(training); }
-  } restore{m, m.is_training()};
-  m.eval();
+  TrainingModeGuard<Model> eval(m, false);
   torch::NoGradGuard no_grad;
   std::vector<int64_t> dims{1};
   dims.insert(dims.end(), plan.input_shape.begin(), plan.input_shape.end());
@@ -568,57 +552,26 @@ void check_forward(const Model& model, const Plan& plan) {
 
 // ---- the file -----------------------------------------------------------------------------
 
-void write_string(const H5::H5Object& obj, const std::string& name, const std::string& value) {
-  H5::StrType type(H5::PredType::C_S1, H5T_VARIABLE);
-  type.setCset(H5T_CSET_UTF8);
-  obj.createAttribute(name, type, H5::DataSpace(H5S_SCALAR)).write(type, value);
-}
-
-void write_int(const H5::H5Object& obj, const std::string& name, int64_t value) {
-  obj.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(H5S_SCALAR))
-      .write(H5::PredType::NATIVE_INT64, &value);
-}
-
-void write_ints(const H5::H5Object& obj, const std::string& name, const std::vector<int64_t>& values) {
-  const hsize_t dims[1] = {values.size()};
-  obj.createAttribute(name, H5::PredType::STD_I64LE, H5::DataSpace(1, dims))
-      .write(H5::PredType::NATIVE_INT64, values.data());
-}
-
-void write_double(const H5::H5Object& obj, const std::string& name, double value) {
-  obj.createAttribute(name, H5::PredType::IEEE_F64LE, H5::DataSpace(H5S_SCALAR))
-      .write(H5::PredType::NATIVE_DOUBLE, &value);
-}
-
-void write_tensor(const H5::Group& group, const std::string& name, const torch::Tensor& t) {
-  std::vector<hsize_t> dims(t.sizes().begin(), t.sizes().end());
-  H5::DataSet ds = group.createDataSet(name, H5::PredType::IEEE_F32LE,
-                                       H5::DataSpace(static_cast<int>(dims.size()), dims.data()));
-  ds.write(t.data_ptr<float>(), H5::PredType::NATIVE_FLOAT);
-}
-
-void write_file(const std::string& tmp, const Plan& plan, const std::string& arch, const ExportOptions& options) {
-  H5::H5File file(tmp, H5F_ACC_TRUNC);
-  H5::Group root = file.openGroup("/");
-  write_string(root, "format", kFormat);
-  write_string(root, "kdistill_version", kVersion);
-  write_string(root, "arch", arch);
-  write_ints(root, "input_shape", plan.input_shape);
-  write_int(root, "num_classes", plan.num_classes);
-  write_double(root, "mean", options.mean);
-  write_double(root, "std", options.std);
-  H5::Group layers = root.createGroup("layers");
+void write_file(H5::H5File& file, const Plan& plan, const std::string& arch, const ExportOptions& options) {
+  using namespace detail;
+  write_string_attr(file, "format", runtime_format::kFormat);
+  write_string_attr(file, "kdistill_version", kVersion);
+  write_string_attr(file, "arch", arch);
+  write_ints_attr(file, "input_shape", plan.input_shape);
+  write_int_attr(file, "num_classes", plan.num_classes);
+  write_double_attr(file, "mean", options.mean());
+  write_double_attr(file, "std", options.std());
+  H5::Group layers = file.createGroup("layers");
   for (size_t i = 0; i < plan.layers.size(); ++i) {
     const Exported& e = plan.layers[i];
     H5::Group g = layers.createGroup(std::to_string(i));
-    write_string(g, "type", e.type);
-    for (const auto& [name, value] : e.scalars) write_int(g, name, value);
-    for (const auto& [name, values] : e.arrays) write_ints(g, name, values);
-    for (const auto& [name, value] : e.strings) write_string(g, name, value);
-    if (e.weight.defined()) write_tensor(g, "weight", e.weight);
-    if (e.bias.defined()) write_tensor(g, "bias", e.bias);
+    write_string_attr(g, "type", e.type);
+    for (const auto& [name, value] : e.scalars) write_int_attr(g, name, value);
+    for (const auto& [name, values] : e.arrays) write_ints_attr(g, name, values);
+    for (const auto& [name, value] : e.strings) write_string_attr(g, name, value);
+    if (e.weight.defined()) write_dataset(g, "weight", e.weight);
+    if (e.bias.defined()) write_dataset(g, "bias", e.bias);
   }
-  file.close();
 }
 
 }  // namespace
@@ -626,8 +579,9 @@ void write_file(const std::string& tmp, const Plan& plan, const std::string& arc
 void export_model(const Model& model, const std::string& path, const ExportOptions& options) {
   check(model.defined(), "export_model: the model is empty");
   check(!path.empty(), "export_model: path is empty");
-  check(std::isfinite(options.mean), "export_model: mean must be finite, got ", options.mean);
-  check(std::isfinite(options.std) && options.std > 0, "export_model: std must be finite and > 0, got ", options.std);
+  check(std::isfinite(options.mean()), "export_model: mean must be finite, got ", options.mean());
+  check(std::isfinite(options.std()) && options.std() > 0, "export_model: std must be finite and > 0, got ",
+        options.std());
   torch::NoGradGuard no_grad;
   std::vector<Source> sources;
   if (model.is_torchscript()) {
@@ -642,16 +596,10 @@ void export_model(const Model& model, const std::string& path, const ExportOptio
           "export_model: only a torch::nn::Sequential can be exported; this model is a ", cpp_kind(*module));
     cpp_sources(module, "", sources);
   }
-  const Plan plan = plan_layers(sources, options.input_shape);
+  const Plan plan = plan_layers(sources, options.input_shape());
   check_forward(model, plan);
-  H5::Exception::dontPrint();  // the exception carries the message; HDF5 need not print its stack
-  io::atomic_write(path, [&](const std::string& tmp) {
-    try {
-      write_file(tmp, plan, model.arch(), options);
-    } catch (const H5::Exception& e) {
-      fail("export_model: cannot write ", path, ": ", e.getFuncName(), ": ", e.getDetailMsg());
-    }
-  });
+  detail::write_h5("export_model", path,
+                   [&](H5::H5File& file) { write_file(file, plan, model.arch(), options); });
 }
 
 }  // namespace kdistill

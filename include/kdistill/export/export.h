@@ -4,26 +4,28 @@
 #include <string>
 #include <vector>
 
+#include <torch/arg.h>
+#include <torch/types.h>
+
 #include "kdistill/models/model.h"
 
+#pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
 /// Options for `export_model`.
 ///
 /// Example:
 /// ```
-/// kdistill::ExportOptions opts;
-/// opts.input_shape = {1, 28, 28};
-/// opts.mean = 0.2860;  // the runtime computes (x - mean) / std before the first layer
-/// opts.std = 0.3530;
+/// // the runtime computes (x - mean) / std before the first layer
+/// auto opts = kdistill::ExportOptions().input_shape({1, 28, 28}).mean(0.2860).std(0.3530);
 /// ```
 struct ExportOptions {
   /// The shape of one input, e.g. {1, 28, 28}. Empty: taken from the first Linear's
   /// in_features when the model starts with (Flatten and) a Linear; required for convolutions.
-  std::vector<int64_t> input_shape;
+  TORCH_ARG(std::vector<int64_t>, input_shape);
   /// Normalisation the runtime applies to raw inputs: x' = (x - mean) / std (default: none).
-  double mean = 0.0;
-  double std = 1.0;
+  TORCH_ARG(double, mean) = 0.0;
+  TORCH_ARG(double, std) = 1.0;
 };
 
 /// Writes `model` as an HDF5 file for the Eigen runtime (`kdistill::runtime::Model::load`),
@@ -54,10 +56,9 @@ struct ExportOptions {
 /// Example:
 /// ```
 /// auto student = kdistill::Model::load_torchscript("student.pt");
-/// kdistill::ExportOptions opts;
-/// opts.input_shape = {1, 28, 28};
-/// kdistill::export_model(student, "student.h5", opts);
+/// kdistill::export_model(student, "student.h5", kdistill::ExportOptions().input_shape({1, 28, 28}));
 /// ```
 void export_model(const Model& model, const std::string& path, const ExportOptions& options = {});
 
 }  // namespace kdistill
+#pragma GCC visibility pop
