@@ -29,9 +29,6 @@
 
 namespace kdistill::test {
 
-/// Whether `part` occurs in `s` (error messages are checked piece by piece).
-inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
-
 /// Whether every tensor of `a` equals its counterpart in `b` bitwise (same shapes, same values).
 inline bool same(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
   if (a.size() != b.size()) return false;

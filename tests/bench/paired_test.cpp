@@ -11,6 +11,7 @@
 
 #include "kdistill/core/error.h"
 #include "kdistill/models/builders.h"
+#include "support.h"
 
 namespace kdistill::test {
 namespace {
@@ -53,7 +54,7 @@ TEST(Paired, CountsIntervalAgreementAndTheReviewList) {
   ASSERT_EQ(c.a.latency.size(), 2u);
   EXPECT_EQ(c.b.latency[1].batch, 4);
   EXPECT_GT(c.b.latency[0].p50_ms, 0);
-  // JSON: the DESIGN.md keys with their values.
+  // JSON: the documented keys (docs/cli.md) with their values.
   auto j = nlohmann::json::parse(bench::to_json(c));
   EXPECT_EQ(j["n"], 300);
   EXPECT_EQ(j["a"]["accuracy"].get<double>(), c.a.accuracy);
@@ -87,12 +88,8 @@ TEST(Paired, RefusesUnlabelledSamplesAndMismatchedClasses) {
   auto data = rule_data(50);
   Model a(mlp(8, {4}, 3), "a"), five(mlp(8, {4}, 5), "five");
   auto o = bench::PairedOptions().batch_sizes({});
-  try {
-    bench::compare_paired(a, five, data, o);
-    ADD_FAILURE() << "no error";
-  } catch (const Error& e) {
-    EXPECT_THAT(e.what(), ::testing::HasSubstr("compare: model B returns [50, 5] for data with 3 classes"));
-  }
+  EXPECT_THAT(error_of([&] { bench::compare_paired(a, five, data, o); }),
+              ::testing::HasSubstr("compare: model B returns [50, 5] for data with 3 classes"));
   auto partly = data.with_label_budget(20);
   EXPECT_THROW(bench::compare_paired(a, a, partly, o), Error);
 }

@@ -1,4 +1,5 @@
 // The kdistill command: every error path gives the documented exit status and one "error:" line.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -179,7 +180,7 @@ TEST(Cli, BenchMeasuresTwoTorchScriptModelsAndOptimizesThemOnRequest) {
                              " --input-shape 1,4,4 --batch 1,4 --iters 20 --min-seconds 0.01 --threads 1";
   auto plain = cli(common + " --json " + (dir / "plain.json"));
   ASSERT_EQ(plain.status, 0) << plain.err;
-  EXPECT_TRUE(contains(plain.out, "s.pt")) << plain.out;
+  EXPECT_THAT(plain.out, ::testing::HasSubstr("s.pt")) << plain.out;
   auto optimized = cli(common + " --optimize --runtimes torch --json " + (dir / "opt.json"));
   ASSERT_EQ(optimized.status, 0) << optimized.err;
   const auto report = nlohmann::json::parse(io::read_file(dir / "opt.json"));

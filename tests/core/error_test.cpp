@@ -12,30 +12,21 @@
 
 namespace {
 
+using kdistill::test::error_of;
+
 static_assert(std::is_base_of_v<std::runtime_error, kdistill::Error>, "Error must be a std::runtime_error");
 
-std::string message_of_fail() {
-  try {
-    kdistill::fail("x=", 3, " y=", 1.5);
-  } catch (const kdistill::Error& e) {
-    return e.what();
-  }
-  return "<did not throw>";
+TEST(Error, FailConcatenatesStreamedArguments) {
+  EXPECT_EQ(error_of([] { kdistill::fail("x=", 3, " y=", 1.5); }), "x=3 y=1.5");
 }
-
-TEST(Error, FailConcatenatesStreamedArguments) { EXPECT_EQ(message_of_fail(), "x=3 y=1.5"); }
 
 TEST(Error, FailStreamsLikeAnOstream) {
   // The expected text is built independently with an ostringstream.
   std::ostringstream expected;
   const std::string name = "temperature";
   expected << "kd_loss: " << name << " must be > 0, got " << -1 << " (" << 2.25 << ", " << 'c' << ")";
-  try {
-    kdistill::fail("kd_loss: ", name, " must be > 0, got ", -1, " (", 2.25, ", ", 'c', ")");
-    FAIL() << "fail() returned";
-  } catch (const kdistill::Error& e) {
-    EXPECT_EQ(std::string(e.what()), expected.str());
-  }
+  EXPECT_EQ(error_of([&] { kdistill::fail("kd_loss: ", name, " must be > 0, got ", -1, " (", 2.25, ", ", 'c', ")"); }),
+            expected.str());
 }
 
 TEST(Error, CheckTrueDoesNotThrow) {
@@ -44,12 +35,8 @@ TEST(Error, CheckTrueDoesNotThrow) {
 }
 
 TEST(Error, CheckFalseThrowsWithMessage) {
-  try {
-    kdistill::check(2 < 1, "value ", 7, " is out of range [", 0, ", ", 5, ")");
-    FAIL() << "check(false) did not throw";
-  } catch (const kdistill::Error& e) {
-    EXPECT_EQ(std::string(e.what()), "value 7 is out of range [0, 5)");
-  }
+  EXPECT_EQ(error_of([] { kdistill::check(2 < 1, "value ", 7, " is out of range [", 0, ", ", 5, ")"); }),
+            "value 7 is out of range [0, 5)");
 }
 
 TEST(Error, ErrorIsCatchableAsRuntimeError) {

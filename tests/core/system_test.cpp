@@ -1,5 +1,6 @@
 // Tests for kdistill/core/system.h: device parsing, system_info() and set_threads().
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <malloc.h>
 #include <torch/torch.h>
@@ -22,13 +23,10 @@
 
 namespace {
 
+using ::testing::HasSubstr;
+
 std::string parse_error(const std::string& spec) {
-  try {
-    kdistill::parse_device(spec);
-  } catch (const kdistill::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
+  return kdistill::test::error_of([&] { kdistill::parse_device(spec); });
 }
 
 TEST(ParseDevice, CpuIsAccepted) {
@@ -40,17 +38,17 @@ TEST(ParseDevice, CpuIsAccepted) {
 TEST(ParseDevice, MalformedSpecsThrowNamingTheSpec) {
   for (const std::string spec : {"gpu", "cuda:x", "cudafoo", "CPU", "cuda:-1", "cuda:1x"}) {
     EXPECT_THROW(kdistill::parse_device(spec), kdistill::Error) << spec;
-    EXPECT_NE(parse_error(spec).find("\"" + spec + "\""), std::string::npos) << parse_error(spec);
+    EXPECT_THAT(parse_error(spec), HasSubstr("\"" + spec + "\"")) << parse_error(spec);
   }
   EXPECT_THROW(kdistill::parse_device(""), kdistill::Error);
-  EXPECT_NE(parse_error("").find("got \"\""), std::string::npos) << parse_error("");
+  EXPECT_THAT(parse_error(""), HasSubstr("got \"\"")) << parse_error("");
 }
 
 TEST(ParseDevice, CudaWithoutDevicesThrows) {
   if (torch::cuda::device_count() != 0) GTEST_SKIP() << "CUDA devices are present";
   for (const std::string spec : {"cuda", "cuda:0", "cuda:7"}) {
     EXPECT_THROW(kdistill::parse_device(spec), kdistill::Error) << spec;
-    EXPECT_NE(parse_error(spec).find(spec), std::string::npos) << parse_error(spec);
+    EXPECT_THAT(parse_error(spec), HasSubstr(spec)) << parse_error(spec);
   }
 }
 
@@ -58,7 +56,7 @@ TEST(ParseDevice, CudaIndexBeyondDeviceCountThrows) {
   const auto count = static_cast<int64_t>(torch::cuda::device_count());
   if (count == 0 || count > 7) GTEST_SKIP() << count << " CUDA devices";
   EXPECT_THROW(kdistill::parse_device("cuda:7"), kdistill::Error);
-  EXPECT_NE(parse_error("cuda:7").find("cuda:7"), std::string::npos);
+  EXPECT_THAT(parse_error("cuda:7"), HasSubstr("cuda:7"));
   const auto last = kdistill::parse_device("cuda:" + std::to_string(count - 1));
   EXPECT_TRUE(last.is_cuda());
   EXPECT_EQ(static_cast<int64_t>(last.index()), count - 1);
@@ -152,8 +150,7 @@ TEST(TuneAllocator, ServesLargeBlocksFromTheHeap) {
   EXPECT_EQ(std::stoull(tuned.out), 0u);
   kdistill::AllocatorOptions too_big;
   too_big.mmap_threshold = size_t{64} << 20;
-  EXPECT_NE(kdistill::test::error_of([&] { kdistill::tune_allocator(too_big); }).find("at most 32 MiB"),
-            std::string::npos);
+  EXPECT_THAT(kdistill::test::error_of([&] { kdistill::tune_allocator(too_big); }), HasSubstr("at most 32 MiB"));
 }
 
 }  // namespace

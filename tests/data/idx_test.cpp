@@ -1,5 +1,6 @@
 // Tests for kdistill/data/idx.h: IDX round trips, files written by Python and gzip, and errors.
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -17,6 +18,7 @@ namespace {
 using kdistill::data::read_idx;
 using kdistill::data::write_idx;
 using kdistill::test::TempDir;
+using ::testing::HasSubstr;
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -31,18 +33,8 @@ void write_bytes(const std::string& path, const std::vector<int>& bytes) {
   std::ofstream(path, std::ios::binary) << s;
 }
 
-// Calls read_idx(path), expecting kdistill::Error; returns its message.
-std::string read_error(const std::string& path) {
-  try {
-    read_idx(path);
-  } catch (const kdistill::Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "read_idx(" << path << ") did not throw kdistill::Error";
-  return "";
-}
-
-using kdistill::test::contains;
+// Calls read_idx(path), expecting kdistill::Error; returns its message (or error_of's marker).
+std::string read_error(const std::string& path) { return kdistill::test::error_of([&] { read_idx(path); }); }
 
 TEST(Idx, RoundTripPlainAndGz) {
   TempDir dir;
@@ -102,8 +94,8 @@ TEST(IdxErrors, MissingFile) {
   TempDir dir;
   const std::string path = dir / "nope-idx1-ubyte.gz";
   const auto msg = read_error(path);
-  EXPECT_TRUE(contains(msg, path)) << msg;
-  EXPECT_TRUE(contains(msg, "cannot open")) << msg;
+  EXPECT_THAT(msg, HasSubstr(path)) << msg;
+  EXPECT_THAT(msg, HasSubstr("cannot open")) << msg;
 }
 
 TEST(IdxErrors, WrongMagic) {
@@ -111,10 +103,10 @@ TEST(IdxErrors, WrongMagic) {
   const std::string path = dir / "float.idx";
   write_bytes(path, {0, 0, 0x0D, 1, 0, 0, 0, 2, 1, 2, 3, 4, 5, 6, 7, 8});  // float IDX, 2 values
   const auto msg = read_error(path);
-  EXPECT_TRUE(contains(msg, path)) << msg;
-  EXPECT_TRUE(contains(msg, "magic")) << msg;
+  EXPECT_THAT(msg, HasSubstr(path)) << msg;
+  EXPECT_THAT(msg, HasSubstr("magic")) << msg;
   write_bytes(path, {0, 0, 8, 0});  // zero dimensions
-  EXPECT_TRUE(contains(read_error(path), "magic"));
+  EXPECT_THAT(read_error(path), HasSubstr("magic"));
 }
 
 TEST(IdxErrors, TruncatedPayload) {
@@ -122,8 +114,8 @@ TEST(IdxErrors, TruncatedPayload) {
   const std::string path = dir / "short.idx";
   write_bytes(path, {0, 0, 8, 1, 0, 0, 0, 10, 1, 2, 3, 4});  // announces 10 bytes, holds 4
   auto msg = read_error(path);
-  EXPECT_TRUE(contains(msg, path)) << msg;
-  EXPECT_TRUE(contains(msg, "truncated")) << msg;
+  EXPECT_THAT(msg, HasSubstr(path)) << msg;
+  EXPECT_THAT(msg, HasSubstr("truncated")) << msg;
 
   const std::string gz = dir / "short.idx.gz";  // a valid gzip stream whose IDX payload is short
   const auto r = kdistill::test::python("import gzip\nwith gzip.open(r'" + gz +
@@ -131,8 +123,8 @@ TEST(IdxErrors, TruncatedPayload) {
                                         "bytes(range(10)))\n");
   ASSERT_EQ(r.status, 0) << r.err;
   msg = read_error(gz);
-  EXPECT_TRUE(contains(msg, gz)) << msg;
-  EXPECT_TRUE(contains(msg, "truncated")) << msg;
+  EXPECT_THAT(msg, HasSubstr(gz)) << msg;
+  EXPECT_THAT(msg, HasSubstr("truncated")) << msg;
 }
 
 // Found by fuzz_idx (tests/fuzz/regressions/idx/): a 19-byte file whose header announced 7.9 GB
@@ -145,8 +137,8 @@ TEST(IdxErrors, HeaderAnnouncingATerabyteFailsAsTruncatedWithoutAllocatingIt) {
   // 3 dims: 0xFF x 0xFFFF x 0x10101 (about 2^40 bytes), then 5 payload bytes.
   write_bytes(path, {0, 0, 8, 3, 0, 0, 0, 0xFF, 0, 0, 0xFF, 0xFF, 0, 1, 1, 1, 1, 2, 3, 4, 5});
   const auto msg = read_error(path);
-  EXPECT_TRUE(contains(msg, "truncated")) << msg;
-  EXPECT_TRUE(contains(msg, "holds 5")) << msg;
+  EXPECT_THAT(msg, HasSubstr("truncated")) << msg;
+  EXPECT_THAT(msg, HasSubstr("holds 5")) << msg;
 }
 
 TEST(IdxErrors, TrailingBytes) {
@@ -154,8 +146,8 @@ TEST(IdxErrors, TrailingBytes) {
   const std::string path = dir / "long.idx";
   write_bytes(path, {0, 0, 8, 1, 0, 0, 0, 2, 7, 8, 9});  // announces 2 bytes, holds 3
   const auto msg = read_error(path);
-  EXPECT_TRUE(contains(msg, path)) << msg;
-  EXPECT_TRUE(contains(msg, "trailing")) << msg;
+  EXPECT_THAT(msg, HasSubstr(path)) << msg;
+  EXPECT_THAT(msg, HasSubstr("trailing")) << msg;
 }
 
 TEST(IdxErrors, CorruptGzipStream) {
@@ -171,19 +163,19 @@ TEST(IdxErrors, CorruptGzipStream) {
 
   const std::string chopped = dir / "chopped.gz";
   std::ofstream(chopped, std::ios::binary) << bytes.substr(0, bytes.size() / 2);
-  EXPECT_TRUE(contains(read_error(chopped), chopped));
+  EXPECT_THAT(read_error(chopped), HasSubstr(chopped));
 
   std::string flipped_bytes = bytes;
   for (size_t i = bytes.size() / 2 - 8; i < bytes.size() / 2 + 8; ++i) flipped_bytes[i] ^= '\xff';
   const std::string flipped = dir / "flipped.gz";
   std::ofstream(flipped, std::ios::binary) << flipped_bytes;
-  EXPECT_TRUE(contains(read_error(flipped), flipped));
+  EXPECT_THAT(read_error(flipped), HasSubstr(flipped));
 
   std::string bad_crc = bytes;
   bad_crc[bytes.size() - 6] ^= '\x01';  // the CRC-32 in the 8-byte gzip trailer
   const std::string crc = dir / "crc.gz";
   std::ofstream(crc, std::ios::binary) << bad_crc;
-  EXPECT_TRUE(contains(read_error(crc), crc));
+  EXPECT_THAT(read_error(crc), HasSubstr(crc));
 }
 
 }  // namespace

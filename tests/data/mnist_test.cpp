@@ -39,12 +39,7 @@ Raw write_tiny(const TempDir& dir, const std::string& suffix) {
 }
 
 std::string load_error(const std::string& dir) {
-  try {
-    load_mnist_family(dir);
-  } catch (const kdistill::Error& e) {
-    return e.what();
-  }
-  return "<no error>";
+  return kdistill::test::error_of([&] { load_mnist_family(dir); });
 }
 
 void check_tiny(const std::string& dir, const Raw& raw) {

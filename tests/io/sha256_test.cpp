@@ -1,5 +1,6 @@
 // Tests for kdistill/io/sha256.h against FIPS 180-4 vectors, Python's hashlib and `sha256sum`.
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -115,12 +116,7 @@ TEST(Sha256File, MatchesSha256sum) {
 TEST(Sha256File, MissingFileThrowsNamingIt) {
   kdistill::test::TempDir dir;
   const std::string missing = dir / "does-not-exist.bin";
-  try {
-    kdistill::io::sha256_file(missing);
-    FAIL() << "no exception";
-  } catch (const kdistill::Error& e) {
-    EXPECT_NE(std::string(e.what()).find(missing), std::string::npos) << e.what();
-  }
+  EXPECT_THAT(kdistill::test::error_of([&] { kdistill::io::sha256_file(missing); }), ::testing::HasSubstr(missing));
 }
 
 }  // namespace

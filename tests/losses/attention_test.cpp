@@ -10,6 +10,7 @@
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
+#include "support.h"
 
 namespace kdistill::test {
 namespace {
@@ -84,12 +85,7 @@ TEST(AttentionTransfer, GradientMatchesCentralDifferencesAndTeacherGetsNone) {
 
 TEST(AttentionTransfer, BadInputsThrow) {
   auto msg = [](const torch::Tensor& a, const torch::Tensor& b, double p) {
-    try {
-      attention_transfer(a, b, p);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return error_of([&] { attention_transfer(a, b, p); });
   };
   EXPECT_THAT(msg(torch::randn({2, 3}), torch::randn({2, 3, 4, 4}), 2), HasSubstr("features must be [B, C, H, W]"));
   EXPECT_THAT(msg(torch::randn({2, 3, 4, 4}), torch::randn({3, 3, 4, 4}), 2), HasSubstr("batch sizes differ, 2 and 3"));

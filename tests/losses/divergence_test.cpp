@@ -12,6 +12,7 @@
 
 #include "kdistill/core/error.h"
 #include "kdistill/losses/kd_loss.h"
+#include "support.h"
 
 namespace kdistill::test {
 namespace {
@@ -158,12 +159,7 @@ TEST(Divergence, BadInputsThrowNamingTheArgument) {
   auto s = torch::randn({2, 3}), t = torch::randn({2, 3});
   auto msg = [&](const DivergenceOptions& o, const torch::Tensor& a, const torch::Tensor& b,
                  const torch::Tensor& mask = {}) {
-    try {
-      divergence_loss(a, b, o, mask);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return error_of([&] { divergence_loss(a, b, o, mask); });
   };
   EXPECT_THAT(msg(DivergenceOptions().kind("hellinger"), s, t), HasSubstr("divergence: kind must be kl, reverse_kl"));
   EXPECT_THAT(msg(DivergenceOptions().kind("jsd").beta(0), s, t), HasSubstr("divergence: beta must be in (0, 1), got 0"));

@@ -11,6 +11,7 @@
 
 #include "kdistill/core/error.h"
 #include "kdistill/losses/divergence.h"
+#include "support.h"
 
 namespace kdistill::test {
 namespace {
@@ -131,12 +132,7 @@ TEST(Dkd, BadInputsThrowNamingTheArgument) {
   auto s = torch::randn({2, 3}), t = torch::randn({2, 3});
   auto y = torch::tensor({0, 1});
   auto msg = [&](const torch::Tensor& a, const torch::Tensor& b, const torch::Tensor& yy, const DKDLossOptions& o) {
-    try {
-      dkd_loss(a, b, yy, o);
-    } catch (const Error& e) {
-      return std::string(e.what());
-    }
-    return std::string("no error");
+    return error_of([&] { dkd_loss(a, b, yy, o); });
   };
   EXPECT_THAT(msg(s, t, y, DKDLossOptions().beta(-1)), HasSubstr("dkd_loss: beta must be >= 0, got -1"));
   EXPECT_THAT(msg(s, t, y, DKDLossOptions().alpha(NAN)), HasSubstr("dkd_loss: alpha must be >= 0"));

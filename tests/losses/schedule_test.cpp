@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "kdistill/core/error.h"
+#include "support.h"
 
 namespace kdistill::test {
 namespace {
@@ -14,15 +15,6 @@ using ::testing::HasSubstr;
 
 TrainProgress at_step(int64_t step, int64_t total = 100, int64_t per_epoch = 10) {
   return TrainProgress{step, step / per_epoch, total, per_epoch};
-}
-
-std::string error_of(const ScheduleOptions& o) {
-  try {
-    Schedule s(o);
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 }  // namespace
@@ -56,10 +48,14 @@ TEST(Schedule, ValuesFollowTheFormulas) {
 }
 
 TEST(Schedule, BadOptionsThrow) {
-  EXPECT_THAT(error_of(ScheduleOptions().kind("exponential")), HasSubstr("kind must be constant, linear, cosine or step"));
-  EXPECT_THAT(error_of(ScheduleOptions().kind("step")), HasSubstr("a step schedule needs step_size > 0, got 0"));
-  EXPECT_THAT(error_of(ScheduleOptions().kind("linear").end(NAN)), HasSubstr("must be finite"));
-  EXPECT_THAT(error_of(ScheduleOptions().kind("linear").span_steps(-1)), HasSubstr("span_steps and span_epochs must be >= 0"));
+  EXPECT_THAT(error_of([] { Schedule s(ScheduleOptions().kind("exponential")); }),
+              HasSubstr("kind must be constant, linear, cosine or step"));
+  EXPECT_THAT(error_of([] { Schedule s(ScheduleOptions().kind("step")); }),
+              HasSubstr("a step schedule needs step_size > 0, got 0"));
+  EXPECT_THAT(error_of([] { Schedule s(ScheduleOptions().kind("linear").end(NAN)); }),
+              HasSubstr("must be finite"));
+  EXPECT_THAT(error_of([] { Schedule s(ScheduleOptions().kind("linear").span_steps(-1)); }),
+              HasSubstr("span_steps and span_epochs must be >= 0"));
   EXPECT_THROW({ Schedule s(INFINITY); }, Error);
   Schedule by_epochs(ScheduleOptions().kind("linear").start(0).end(1).span_epochs(2));
   EXPECT_THROW(by_epochs.at(TrainProgress{5, 0, 100, 0}), Error);  // no steps per epoch: no silent other span

@@ -1,5 +1,6 @@
 // Tests for kdistill/models/model.h: C++ and TorchScript models, saving and loading.
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -20,8 +21,7 @@ namespace {
 using kdistill::Model;
 using kdistill::test::TempDir;
 using kdistill::test::error_of;
-
-using kdistill::test::contains;
+using ::testing::HasSubstr;
 
 TEST(Model, WrapsCxxModule) {
   torch::manual_seed(0);
@@ -126,10 +126,10 @@ TEST(Model, LoadWeightsOfAnotherArchitectureThrows) {
   small.save(dir / "small.pt");
   Model deeper(kdistill::mlp(4, {5, 5}, 3));
   const auto msg = error_of([&] { deeper.load_weights(dir / "small.pt"); });
-  EXPECT_TRUE(contains(msg, dir / "small.pt")) << msg;
-  EXPECT_TRUE(contains(error_of([&] { small.load_weights(dir / "missing.pt"); }), dir / "missing.pt"));
+  EXPECT_THAT(msg, HasSubstr(dir / "small.pt")) << msg;
+  EXPECT_THAT(error_of([&] { small.load_weights(dir / "missing.pt"); }), HasSubstr(dir / "missing.pt"));
   std::ofstream(dir / "garbage.pt") << "not a zip archive at all";
-  EXPECT_TRUE(contains(error_of([&] { small.load_weights(dir / "garbage.pt"); }), dir / "garbage.pt"));
+  EXPECT_THAT(error_of([&] { small.load_weights(dir / "garbage.pt"); }), HasSubstr(dir / "garbage.pt"));
 }
 
 // Known gap: LibTorch's InputArchive replaces a parameter with `set_` and never compares shapes,
@@ -141,7 +141,7 @@ TEST(Model, LoadWeightsWithSameNamesButOtherShapesThrows) {
   std::vector<torch::Tensor> before;
   for (auto& p : six.parameters()) before.push_back(p.detach().clone());
   auto msg = error_of([&] { six.load_weights(dir / "five.pt"); });
-  EXPECT_TRUE(contains(msg, "has shape")) << msg;
+  EXPECT_THAT(msg, HasSubstr("has shape")) << msg;
   auto after = six.parameters();
   ASSERT_EQ(after.size(), before.size());
   for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(after[i], before[i])) << i;
@@ -151,13 +151,13 @@ TEST(Model, LoadTorchscriptErrorsNameThePath) {
   TempDir dir;
   const std::string missing = dir / "missing.pt";
   auto msg = error_of([&] { Model::load_torchscript(missing); });
-  EXPECT_TRUE(contains(msg, missing)) << msg;
+  EXPECT_THAT(msg, HasSubstr(missing)) << msg;
   const std::string garbage = dir / "garbage.pt";
   std::ofstream(garbage) << "PK\x03\x04 but not really a zip file";
   msg = error_of([&] { Model::load_torchscript(garbage); });
-  EXPECT_TRUE(contains(msg, garbage)) << msg;
+  EXPECT_THAT(msg, HasSubstr(garbage)) << msg;
   msg = error_of([&] { Model::load_torchscript(dir.path()); });  // a directory
-  EXPECT_TRUE(contains(msg, dir.path())) << msg;
+  EXPECT_THAT(msg, HasSubstr(dir.path())) << msg;
 }
 
 torch::Tensor fixed_input() { return torch::arange(8, torch::kFloat).reshape({2, 4}) * 0.25 - 1; }
@@ -229,7 +229,7 @@ TEST(Model, TorchscriptRoundTripWithPython) {
   m.load_weights(model);
   EXPECT_TRUE(torch::allclose(m.forward(x).detach(), reference, 0, 1e-6));
   const auto msg = error_of([&] { m.load_weights(other); });
-  EXPECT_TRUE(contains(msg, other)) << msg;
+  EXPECT_THAT(msg, HasSubstr(other)) << msg;
 }
 
 }  // namespace
@@ -269,7 +269,7 @@ TEST(Model, OptimizedForInferenceAgreesAndLeavesTheOriginalTrainable) {
 TEST(Model, OptimizedForInferenceRefusesACxxModule) {
   Model m(kdistill::mlp(4, {5}, 3), "mlp:5");
   const auto msg = error_of([&] { m.optimized_for_inference(); });
-  EXPECT_TRUE(contains(msg, "'mlp:5' is a C++ module")) << msg;
+  EXPECT_THAT(msg, HasSubstr("'mlp:5' is a C++ module")) << msg;
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "kdistill/teachers/cache.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <csignal>
@@ -21,6 +22,8 @@
 
 namespace kdistill::test {
 namespace {
+
+using ::testing::HasSubstr;
 
 data::TensorDataset toy(int64_t n) {
   torch::manual_seed(4);
@@ -72,7 +75,7 @@ TEST(TeacherCache, InterruptedWriteIsNeverTakenForACache) {
   auto r = run(exe + " --child=cache --kill-in-write --out " + path);
   ASSERT_EQ(r.status, 128 + SIGKILL) << r.err;
   EXPECT_FALSE(std::filesystem::exists(path));
-  EXPECT_NE(error_of([&] { CachedTeacher c(path); }).find("does not exist"), std::string::npos);
+  EXPECT_THAT(error_of([&] { CachedTeacher c(path); }), HasSubstr("does not exist"));
 
   r = run(exe + " --child=cache --out " + path);
   ASSERT_EQ(r.status, 0) << r.err;
@@ -126,11 +129,11 @@ TEST(TeacherCache, MismatchesAreNamed) {
   cache_teacher_logits(teacher, ds, dir / "c.h5");
   CachedTeacher cached(dir / "c.h5");
   EXPECT_NO_THROW(cached.check_matches(ds, 3));
-  EXPECT_NE(error_of([&] { cached.check_matches(ds.slice(0, 39)); }).find("40 samples but the training set has 39"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { cached.check_matches(ds, 4); }).find("3 classes but the data set has 4"), std::string::npos);
+  EXPECT_THAT(error_of([&] { cached.check_matches(ds.slice(0, 39)); }),
+              HasSubstr("40 samples but the training set has 39"));
+  EXPECT_THAT(error_of([&] { cached.check_matches(ds, 4); }), HasSubstr("3 classes but the data set has 4"));
   auto other = data::TensorDataset(ds.features() + 1, ds.targets(), 3);
-  EXPECT_NE(error_of([&] { cached.check_matches(other); }).find("was made for other data"), std::string::npos);
+  EXPECT_THAT(error_of([&] { cached.check_matches(other); }), HasSubstr("was made for other data"));
 }
 
 TEST(TeacherCache, ProbabilitiesBecomeLogitsWithTheSameSoftmax) {
@@ -148,10 +151,9 @@ TEST(TeacherCache, ProbabilitiesBecomeLogitsWithTheSameSoftmax) {
   EXPECT_NEAR(soft[0][0].item<float>(), 0.7f, 1e-6);
   EXPECT_NEAR(soft[1][1].item<float>(), 1.0f, 1e-6);  // clamped zeros stay ~0
   EXPECT_TRUE(torch::isfinite(t.all()).all().item<bool>());
-  EXPECT_NE(error_of([&] { CachedTeacher x(dir / "bad.h5"); }).find("outside [0, 1]"), std::string::npos);
-  EXPECT_NE(error_of([&] { CachedTeacher x(dir / "nan.h5"); }).find("row 1"), std::string::npos);
-  EXPECT_NE(error_of([&] { CachedTeacher x(dir / "none.h5"); }).find("neither a 'logits' nor a 'probs'"),
-            std::string::npos);
+  EXPECT_THAT(error_of([&] { CachedTeacher x(dir / "bad.h5"); }), HasSubstr("outside [0, 1]"));
+  EXPECT_THAT(error_of([&] { CachedTeacher x(dir / "nan.h5"); }), HasSubstr("row 1"));
+  EXPECT_THAT(error_of([&] { CachedTeacher x(dir / "none.h5"); }), HasSubstr("neither a 'logits' nor a 'probs'"));
 }
 
 TEST(TeacherCache, DistillingFromTheCacheEqualsDistillingFromTheLiveTeacher) {
@@ -202,8 +204,8 @@ TEST(TeacherCache, InMemoryLogitsServeRowsByIndex) {
   all.zero_();  // the caller's tensor changing later does not reach the teacher
   EXPECT_TRUE(torch::allclose(cached->logits(torch::Tensor(), idx), expected_rows, 1e-5, 1e-6));
   EXPECT_NO_THROW(cached->check_matches(ds, 3));
-  EXPECT_NE(error_of([&] { cached->check_matches(ds.slice(0, 69)); }).find("70 samples but the training set has 69"),
-            std::string::npos);
+  EXPECT_THAT(error_of([&] { cached->check_matches(ds.slice(0, 69)); }),
+              HasSubstr("70 samples but the training set has 69"));
 
   auto a = distil_toy_student(std::make_shared<ModelTeacher>(teacher_model), ds, 16),
        b = distil_toy_student(cached, ds, 16);
@@ -211,16 +213,16 @@ TEST(TeacherCache, InMemoryLogitsServeRowsByIndex) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::allclose(a[i], b[i], 1e-4, 1e-5)) << i;
   torch::manual_seed(3);
   Model s(mlp(8, {8}, 3));
-  EXPECT_NE(error_of([&] {
-              DistillTrainer(s, cached, TrainerOptions().epochs(1).batch_size(16).progress(false)).fit(ds.slice(0, 60));
-            }).find("holds logits for 70 samples but the training set 'toy' has 60"),
-            std::string::npos);
+  EXPECT_THAT(error_of([&] {
+                DistillTrainer(s, cached, TrainerOptions().epochs(1).batch_size(16).progress(false)).fit(ds.slice(0, 60));
+              }),
+              HasSubstr("holds logits for 70 samples but the training set 'toy' has 60"));
 
   auto bad = expected.clone();
   bad[5][1] = std::numeric_limits<float>::infinity();
-  EXPECT_NE(error_of([&] { CachedTeacher::from_logits(bad, "toy"); }).find("row 5"), std::string::npos);
-  EXPECT_NE(error_of([&] { CachedTeacher::from_logits(expected[0], "toy"); }).find("must be [N, C]"), std::string::npos);
-  EXPECT_NE(error_of([&] { compute_teacher_logits(live, ds.slice(0, 0)); }).find("is empty"), std::string::npos);
+  EXPECT_THAT(error_of([&] { CachedTeacher::from_logits(bad, "toy"); }), HasSubstr("row 5"));
+  EXPECT_THAT(error_of([&] { CachedTeacher::from_logits(expected[0], "toy"); }), HasSubstr("must be [N, C]"));
+  EXPECT_THAT(error_of([&] { compute_teacher_logits(live, ds.slice(0, 0)); }), HasSubstr("is empty"));
 }
 
 }  // namespace kdistill::test

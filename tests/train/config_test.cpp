@@ -1,19 +1,19 @@
 #include "kdistill/train/config.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "kdistill/core/error.h"
+#include "support.h"
 
 namespace kdistill::test {
 namespace {
 
-std::string error_of(const std::string& yaml) {
-  try {
-    parse_config(yaml, "run.yaml", "/base");
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "<no error>";
+using ::testing::HasSubstr;
+
+// The message of the error parse_config gives for `yaml` (or error_of's marker when it gives none).
+std::string config_error(const std::string& yaml) {
+  return error_of([&] { parse_config(yaml, "run.yaml", "/base"); });
 }
 
 const char* kFull = R"(
@@ -70,23 +70,24 @@ TEST(Config, DefaultsAndTheNestedHdf5Form) {
 
 TEST(Config, ErrorsNameTheKeyPath) {
   const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
-  EXPECT_EQ(error_of(base + "train: {lr: fast}\n"), "run.yaml: train.lr: expected a number, got \"fast\"");
-  EXPECT_NE(error_of(base + "train: {lrr: 0.1}\n").find("run.yaml: train.lrr: unknown key"), std::string::npos);
-  EXPECT_NE(error_of(base + "colour: red\n").find("run.yaml: colour: unknown key"), std::string::npos);
-  EXPECT_EQ(error_of(base + "train: {epochs: 2.5}\n"), "run.yaml: train.epochs: expected an integer, got \"2.5\"");
-  EXPECT_EQ(error_of(base + "train: {nesterov: maybe}\n"), "run.yaml: train.nesterov: expected true or false, got \"maybe\"");
-  EXPECT_EQ(error_of(base + "train: [1, 2]\n"), "run.yaml: train: expected a mapping, got a list");
-  EXPECT_EQ(error_of(base + "loss: {temperature: {a: 1}}\n"),
+  EXPECT_EQ(config_error(base + "train: {lr: fast}\n"), "run.yaml: train.lr: expected a number, got \"fast\"");
+  EXPECT_THAT(config_error(base + "train: {lrr: 0.1}\n"), HasSubstr("run.yaml: train.lrr: unknown key"));
+  EXPECT_THAT(config_error(base + "colour: red\n"), HasSubstr("run.yaml: colour: unknown key"));
+  EXPECT_EQ(config_error(base + "train: {epochs: 2.5}\n"), "run.yaml: train.epochs: expected an integer, got \"2.5\"");
+  EXPECT_EQ(config_error(base + "train: {nesterov: maybe}\n"), "run.yaml: train.nesterov: expected true or false, got \"maybe\"");
+  EXPECT_EQ(config_error(base + "train: [1, 2]\n"), "run.yaml: train: expected a mapping, got a list");
+  EXPECT_EQ(config_error(base + "loss: {temperature: {a: 1}}\n"),
             "run.yaml: loss.temperature.a: unknown key (expected one of: end, epochs, gamma, schedule, start, step_size, steps)");
-  EXPECT_NE(error_of(base + "data: {format: csv}\n").find("data.format: expected idx or hdf5, got \"csv\""), std::string::npos);
-  EXPECT_NE(error_of(base + "data: {format: hdf5}\n").find("data.train: required"), std::string::npos);
-  EXPECT_NE(error_of(base + "teacher: {cache: a.h5, torchscript: t.pt}\n").find("either torchscript or cache"),
-            std::string::npos);
-  EXPECT_NE(error_of(base + "loss: {kind: fitnet}\n").find("loss.kind: expected kd"), std::string::npos);
-  EXPECT_NE(error_of("output: o\n").find("student: required"), std::string::npos);
-  EXPECT_NE(error_of("student: {torchscript: s.pt}\n").find("output: required"), std::string::npos);
-  EXPECT_NE(error_of("train: {lr: [\n").find("not valid YAML"), std::string::npos);
-  EXPECT_NE(error_of("- a\n- b\n").find("the document: expected a mapping"), std::string::npos);
+  EXPECT_THAT(config_error(base + "data: {format: csv}\n"),
+              HasSubstr("data.format: expected idx or hdf5, got \"csv\""));
+  EXPECT_THAT(config_error(base + "data: {format: hdf5}\n"), HasSubstr("data.train: required"));
+  EXPECT_THAT(config_error(base + "teacher: {cache: a.h5, torchscript: t.pt}\n"),
+              HasSubstr("either torchscript or cache"));
+  EXPECT_THAT(config_error(base + "loss: {kind: fitnet}\n"), HasSubstr("loss.kind: expected kd"));
+  EXPECT_THAT(config_error("output: o\n"), HasSubstr("student: required"));
+  EXPECT_THAT(config_error("student: {torchscript: s.pt}\n"), HasSubstr("output: required"));
+  EXPECT_THAT(config_error("train: {lr: [\n"), HasSubstr("not valid YAML"));
+  EXPECT_THAT(config_error("- a\n- b\n"), HasSubstr("the document: expected a mapping"));
 }
 
 // Found by fuzz_config (tests/fuzz/regressions/config/): a key that is not a name made yaml-cpp
@@ -94,13 +95,13 @@ TEST(Config, ErrorsNameTheKeyPath) {
 // (and the written config.yaml no longer parsed), and threads beyond int's range were truncated.
 TEST(Config, KeysSeedsAndThreadsOutsideTheirDomainAreErrors) {
   const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
-  EXPECT_EQ(error_of("? [a, b]\n: 1\n" + base), "run.yaml: the document: every key must be a name, got a list as a key");
-  EXPECT_EQ(error_of(base + "train: {? {a: 1} : 1}\n"), "run.yaml: train: every key must be a name, got a mapping as a key");
-  EXPECT_EQ(error_of(base + "seed: -1\n"),
+  EXPECT_EQ(config_error("? [a, b]\n: 1\n" + base), "run.yaml: the document: every key must be a name, got a list as a key");
+  EXPECT_EQ(config_error(base + "train: {? {a: 1} : 1}\n"), "run.yaml: train: every key must be a name, got a mapping as a key");
+  EXPECT_EQ(config_error(base + "seed: -1\n"),
             "run.yaml: seed: expected an integer from 0 to 18446744073709551615, got \"-1\"");
-  EXPECT_NE(error_of(base + "seed: 18446744073709551616\n").find("seed: expected an integer"), std::string::npos);
-  EXPECT_EQ(error_of(base + "threads: 4294967297\n"), "run.yaml: threads: must be from 0 (all cores) to 4096, got 4294967297");
-  EXPECT_NE(error_of(base + "threads: -2\n").find("threads: must be from 0"), std::string::npos);
+  EXPECT_THAT(config_error(base + "seed: 18446744073709551616\n"), HasSubstr("seed: expected an integer"));
+  EXPECT_EQ(config_error(base + "threads: 4294967297\n"), "run.yaml: threads: must be from 0 (all cores) to 4096, got 4294967297");
+  EXPECT_THAT(config_error(base + "threads: -2\n"), HasSubstr("threads: must be from 0"));
   // The largest seed is accepted and survives to_yaml.
   auto c = parse_config(base + "seed: 18446744073709551615\n", "run.yaml", "/b");
   EXPECT_EQ(c.seed, 18446744073709551615u);
@@ -153,22 +154,20 @@ TEST(Config, LossListOfWeightedObjectives) {
 
 TEST(Config, LossListErrorsNameTheKeyPath) {
   const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
-  EXPECT_EQ(error_of(base + "loss: [{kind: kd}, {kind: fitnet}]\n"),
+  EXPECT_EQ(config_error(base + "loss: [{kind: kd}, {kind: fitnet}]\n"),
             "run.yaml: loss[1].kind: expected kd, ce, soft_ce, mse, hint, at, dkd, reverse_kl, jsd, tvd, skew_kl or skew_reverse_kl, got \"fitnet\"");
-  EXPECT_NE(error_of(base + "loss: [{kind: ce, temperature: 2}]\n").find("run.yaml: loss[0].temperature: unknown key"),
-            std::string::npos);
-  EXPECT_NE(error_of(base + "loss: [{weight: 2}]\n").find("run.yaml: loss[0].kind: required"), std::string::npos);
-  EXPECT_NE(error_of(base + "loss: [{kind: ce}, {kind: ce}]\n").find("loss[1].name: \"ce\" is used twice"),
-            std::string::npos);
-  EXPECT_NE(error_of(base + "loss: [{kind: hint, student: a}]\n").find("loss[0].teacher: required for a hint"),
-            std::string::npos);
-  EXPECT_NE(error_of(base + "loss: [{kind: kd, weight: fast}]\n").find("loss[0].weight: expected a number"),
-            std::string::npos);
-  EXPECT_NE(error_of(base + "loss: []\n").find("loss: the list is empty"), std::string::npos);
-  EXPECT_NE(error_of(base + "loss: [3]\n").find("loss[0]: expected a mapping, got a scalar"), std::string::npos);
-  EXPECT_NE(error_of(base + "loss: [{kind: hint, student: a, teacher: b, adapter: mlp}]\n")
-                .find("loss[0].adapter: expected conv1x1 or linear"),
-            std::string::npos);
+  EXPECT_THAT(config_error(base + "loss: [{kind: ce, temperature: 2}]\n"),
+              HasSubstr("run.yaml: loss[0].temperature: unknown key"));
+  EXPECT_THAT(config_error(base + "loss: [{weight: 2}]\n"), HasSubstr("run.yaml: loss[0].kind: required"));
+  EXPECT_THAT(config_error(base + "loss: [{kind: ce}, {kind: ce}]\n"), HasSubstr("loss[1].name: \"ce\" is used twice"));
+  EXPECT_THAT(config_error(base + "loss: [{kind: hint, student: a}]\n"),
+              HasSubstr("loss[0].teacher: required for a hint"));
+  EXPECT_THAT(config_error(base + "loss: [{kind: kd, weight: fast}]\n"),
+              HasSubstr("loss[0].weight: expected a number"));
+  EXPECT_THAT(config_error(base + "loss: []\n"), HasSubstr("loss: the list is empty"));
+  EXPECT_THAT(config_error(base + "loss: [3]\n"), HasSubstr("loss[0]: expected a mapping, got a scalar"));
+  EXPECT_THAT(config_error(base + "loss: [{kind: hint, student: a, teacher: b, adapter: mlp}]\n"),
+              HasSubstr("loss[0].adapter: expected conv1x1 or linear"));
 }
 
 TEST(Config, MethodKindsSchedulesGenerationsAndValidation) {
@@ -221,22 +220,22 @@ TEST(Config, MethodKindsSchedulesGenerationsAndValidation) {
 
 TEST(Config, MethodErrorsNameTheKeyPath) {
   const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
-  EXPECT_EQ(error_of(base + "loss: [{kind: jsd, beta: 1}]\n"), "run.yaml: loss[0].beta must be in (0, 1), got 1");
-  EXPECT_EQ(error_of(base + "loss: [{kind: skew_kl, skew: 1.5}]\n"), "run.yaml: loss[0].skew must be in [0, 1), got 1.5");
-  EXPECT_EQ(error_of(base + "loss: [{kind: dkd, beta: -1}]\n"), "run.yaml: loss[0].beta must be >= 0, got -1");
-  EXPECT_EQ(error_of(base + "loss: [{kind: at, student: [a, b], teacher: c}]\n"),
+  EXPECT_EQ(config_error(base + "loss: [{kind: jsd, beta: 1}]\n"), "run.yaml: loss[0].beta must be in (0, 1), got 1");
+  EXPECT_EQ(config_error(base + "loss: [{kind: skew_kl, skew: 1.5}]\n"), "run.yaml: loss[0].skew must be in [0, 1), got 1.5");
+  EXPECT_EQ(config_error(base + "loss: [{kind: dkd, beta: -1}]\n"), "run.yaml: loss[0].beta must be >= 0, got -1");
+  EXPECT_EQ(config_error(base + "loss: [{kind: at, student: [a, b], teacher: c}]\n"),
             "run.yaml: loss[0]: student and teacher must list as many taps (2 and 1)");
-  EXPECT_EQ(error_of(base + "loss: [{kind: at, student: a}]\n"),
+  EXPECT_EQ(config_error(base + "loss: [{kind: at, student: a}]\n"),
             "run.yaml: loss[0].teacher: required for attention transfer (the teacher feature's submodule path)");
-  EXPECT_EQ(error_of(base + "loss: [{kind: ce, weight: {schedule: exponential}}]\n"),
+  EXPECT_EQ(config_error(base + "loss: [{kind: ce, weight: {schedule: exponential}}]\n"),
             "run.yaml: loss[0].weight: kind must be constant, linear, cosine or step, got \"exponential\"");
-  EXPECT_EQ(error_of(base + "loss: [{kind: ce, weight: {start: 1}}]\n"),
+  EXPECT_EQ(config_error(base + "loss: [{kind: ce, weight: {start: 1}}]\n"),
             "run.yaml: loss[0].weight.schedule: required in a schedule (constant, linear, cosine or step)");
-  EXPECT_EQ(error_of(base + "loss: [{kind: kd, temperature: {schedule: linear, start: 4, end: 0}}]\n"),
+  EXPECT_EQ(config_error(base + "loss: [{kind: kd, temperature: {schedule: linear, start: 4, end: 0}}]\n"),
             "run.yaml: loss[0].temperature must be > 0, got linear(4 -> 0 over the run)");
-  EXPECT_EQ(error_of(base + "loss: [{kind: tvd, beta: 0.5}]\n").substr(0, 36), "run.yaml: loss[0].beta: unknown key ");
-  EXPECT_EQ(error_of(base + "generations: 0\n"), "run.yaml: generations: must be from 1 to 100, got 0");
-  EXPECT_EQ(error_of(base + "data: {validation: -5}\n"), "run.yaml: data.validation: must be >= 0, got -5");
+  EXPECT_EQ(config_error(base + "loss: [{kind: tvd, beta: 0.5}]\n").substr(0, 36), "run.yaml: loss[0].beta: unknown key ");
+  EXPECT_EQ(config_error(base + "generations: 0\n"), "run.yaml: generations: must be from 1 to 100, got 0");
+  EXPECT_EQ(config_error(base + "data: {validation: -5}\n"), "run.yaml: data.validation: must be >= 0, got -5");
 }
 
 TEST(Config, Precision) {
@@ -245,11 +244,11 @@ TEST(Config, Precision) {
   EXPECT_EQ(c.train.precision().teacher(), Precision::kBFloat16);
   EXPECT_EQ(c.train.precision().student(), Precision::kFloat32);
   EXPECT_EQ(parse_config(to_yaml(c), "again", "/b").train.precision().teacher(), Precision::kBFloat16);
-  EXPECT_EQ(error_of(base + "precision: {student: fp64}\n"), "run.yaml: precision.student: expected fp32 or bf16, got \"fp64\"");
-  EXPECT_NE(error_of(base + "precision: {student: fp16}\n").find("fp16 is not supported: it needs dynamic loss scaling"),
-            std::string::npos);
-  EXPECT_NE(error_of(base + "precision: {teacher: bf16, optimizer: bf16}\n").find("precision.optimizer: unknown key"),
-            std::string::npos);
+  EXPECT_EQ(config_error(base + "precision: {student: fp64}\n"), "run.yaml: precision.student: expected fp32 or bf16, got \"fp64\"");
+  EXPECT_THAT(config_error(base + "precision: {student: fp16}\n"),
+              HasSubstr("fp16 is not supported: it needs dynamic loss scaling"));
+  EXPECT_THAT(config_error(base + "precision: {teacher: bf16, optimizer: bf16}\n"),
+              HasSubstr("precision.optimizer: unknown key"));
 }
 
 TEST(Config, TeacherEnsemble) {
@@ -262,13 +261,12 @@ TEST(Config, TeacherEnsemble) {
   EXPECT_EQ(c.teacher_ensemble[1].cache, "/b/b.h5");
   auto again = parse_config(to_yaml(c), "again", "/b");
   EXPECT_EQ(to_yaml(again), to_yaml(c));
-  EXPECT_NE(error_of(base + "teacher: {ensemble: [{torchscript: a.pt, cache: b.h5}]}\n")
-                .find("teacher.ensemble[0]: give either torchscript or cache"),
-            std::string::npos);
-  EXPECT_NE(error_of(base + "teacher: {ensemble: [{cache: b.h5, weight: 0}]}\n").find("teacher.ensemble[0].weight: must be > 0"),
-            std::string::npos);
-  EXPECT_NE(error_of(base + "teacher: {ensemble: []}\n").find("teacher.ensemble: expected a non-empty list"),
-            std::string::npos);
+  EXPECT_THAT(config_error(base + "teacher: {ensemble: [{torchscript: a.pt, cache: b.h5}]}\n"),
+              HasSubstr("teacher.ensemble[0]: give either torchscript or cache"));
+  EXPECT_THAT(config_error(base + "teacher: {ensemble: [{cache: b.h5, weight: 0}]}\n"),
+              HasSubstr("teacher.ensemble[0].weight: must be > 0"));
+  EXPECT_THAT(config_error(base + "teacher: {ensemble: []}\n"),
+              HasSubstr("teacher.ensemble: expected a non-empty list"));
 }
 
 }  // namespace kdistill::test

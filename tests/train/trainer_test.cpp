@@ -391,21 +391,21 @@ TEST(Trainer, CorruptOrMismatchedCheckpointIsRefusedAndChangesNothing) {
   std::string flipped = bytes;
   flipped[flipped.size() / 2] ^= 0x40;
   io::atomic_write_string(dir / "flipped.pt", flipped);
-  EXPECT_NE(error_of([&] { t.resume(dir / "flipped.pt"); }).find("corrupt"), std::string::npos);
+  EXPECT_THAT(error_of([&] { t.resume(dir / "flipped.pt"); }), ::testing::HasSubstr("corrupt"));
 
   io::atomic_write_string(dir / "short.pt", bytes.substr(0, bytes.size() - 100));
-  EXPECT_NE(error_of([&] { t.resume(dir / "short.pt"); }).find("truncated"), std::string::npos);
+  EXPECT_THAT(error_of([&] { t.resume(dir / "short.pt"); }), ::testing::HasSubstr("truncated"));
 
   io::atomic_write_string(dir / "garbage.pt", "not a checkpoint at all, just text\n");
-  EXPECT_NE(error_of([&] { t.resume(dir / "garbage.pt"); }).find("wrong header"), std::string::npos);
+  EXPECT_THAT(error_of([&] { t.resume(dir / "garbage.pt"); }), ::testing::HasSubstr("wrong header"));
   EXPECT_TRUE(same(before, snapshot(fresh)));
 
   auto wide = Model(mlp(8, {32}, 3), "mlp:32");
   DistillTrainer other_arch(wide, nullptr, quiet().epochs(1));
-  EXPECT_NE(error_of([&] { other_arch.resume(ckpt); }).find("does not match the student"), std::string::npos);
+  EXPECT_THAT(error_of([&] { other_arch.resume(ckpt); }), ::testing::HasSubstr("does not match the student"));
 
   DistillTrainer other_seed(small_mlp(4), nullptr, quiet().epochs(1).seed(42));
-  EXPECT_NE(error_of([&] { other_seed.resume(ckpt); }).find("seed"), std::string::npos);
+  EXPECT_THAT(error_of([&] { other_seed.resume(ckpt); }), ::testing::HasSubstr("seed"));
 
   EXPECT_TRUE(t.resume(ckpt));
   EXPECT_FALSE(same(before, snapshot(fresh)));  // a good checkpoint does load
@@ -417,7 +417,7 @@ TEST(Trainer, FreshRunRefusesAnOutputDirectoryHoldingARun) {
   DistillTrainer(small_mlp(3), nullptr, quiet().epochs(1).output_dir(dir.path())).fit(train);
   auto metrics_before = io::read_file(dir / "metrics.jsonl");
   DistillTrainer again(small_mlp(3), nullptr, quiet().epochs(1).output_dir(dir.path()));
-  EXPECT_NE(error_of([&] { again.fit(train); }).find("already holds a run"), std::string::npos);
+  EXPECT_THAT(error_of([&] { again.fit(train); }), ::testing::HasSubstr("already holds a run"));
   EXPECT_EQ(io::read_file(dir / "metrics.jsonl"), metrics_before);
 }
 
@@ -493,35 +493,33 @@ TEST(Trainer, MaxStepsStopsMidEpoch) {
 
 TEST(Trainer, RefusesBadInputBeforeTraining) {
   auto train = synthetic(100, 1);
-  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3, 5), nullptr, quiet()).fit(train); }).find("expected [2, 3]"),
-            std::string::npos);
+  EXPECT_THAT(error_of([&] { DistillTrainer(small_mlp(3, 5), nullptr, quiet()).fit(train); }),
+              ::testing::HasSubstr("expected [2, 3]"));
   auto wrong_teacher = std::make_shared<CallableTeacher>([](const torch::Tensor& x) { return torch::zeros({x.size(0), 4}); });
-  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3), wrong_teacher, quiet()).fit(train); }).find("the teacher returns"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3), nullptr, quiet()).fit(train.with_label_budget(0)); })
-                .find("nothing to learn from"),
-            std::string::npos);
-  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3), nullptr, quiet().batch_size(101)).fit(train); })
-                .find("larger than the training set"),
-            std::string::npos);
+  EXPECT_THAT(error_of([&] { DistillTrainer(small_mlp(3), wrong_teacher, quiet()).fit(train); }),
+              ::testing::HasSubstr("the teacher returns"));
+  EXPECT_THAT(error_of([&] { DistillTrainer(small_mlp(3), nullptr, quiet()).fit(train.with_label_budget(0)); }),
+              ::testing::HasSubstr("nothing to learn from"));
+  EXPECT_THAT(error_of([&] { DistillTrainer(small_mlp(3), nullptr, quiet().batch_size(101)).fit(train); }),
+              ::testing::HasSubstr("larger than the training set"));
   auto bad = train.features().clone();
   bad[7][2] = std::numeric_limits<float>::infinity();
   data::TensorDataset with_inf(bad, train.targets(), 3);
-  EXPECT_NE(error_of([&] { DistillTrainer(small_mlp(3), nullptr, quiet()).fit(with_inf); }).find("sample 7"),
-            std::string::npos);
+  EXPECT_THAT(error_of([&] { DistillTrainer(small_mlp(3), nullptr, quiet()).fit(with_inf); }),
+              ::testing::HasSubstr("sample 7"));
 }
 
 TEST(Trainer, InvalidOptionsNameTheField) {
   auto make = [](TrainerOptions o) { return error_of([&] { DistillTrainer(small_mlp(3), nullptr, o); }); };
-  EXPECT_NE(make(quiet().lr(-1)).find("lr must be > 0, got -1"), std::string::npos);
-  EXPECT_NE(make(quiet().optimizer("rmsprop")).find("\"rmsprop\""), std::string::npos);
-  EXPECT_NE(make(quiet().schedule("linear")).find("schedule"), std::string::npos);
-  EXPECT_NE(make(quiet().epochs(-1)).find("epochs must be >= 0, got -1"), std::string::npos);
-  EXPECT_NE(make(quiet().batch_size(0)).find("batch_size"), std::string::npos);
-  EXPECT_NE(make(quiet().loss(KDLossOptions().temperature(0))).find("temperature"), std::string::npos);
-  EXPECT_NE(make(quiet().loss(KDLossOptions().alpha(2))).find("alpha"), std::string::npos);
-  EXPECT_NE(make(quiet().device("tpu")).find("\"tpu\""), std::string::npos);
-  EXPECT_NE(make(quiet().checkpoint_every(5)).find("output_dir"), std::string::npos);
+  EXPECT_THAT(make(quiet().lr(-1)), ::testing::HasSubstr("lr must be > 0, got -1"));
+  EXPECT_THAT(make(quiet().optimizer("rmsprop")), ::testing::HasSubstr("\"rmsprop\""));
+  EXPECT_THAT(make(quiet().schedule("linear")), ::testing::HasSubstr("schedule"));
+  EXPECT_THAT(make(quiet().epochs(-1)), ::testing::HasSubstr("epochs must be >= 0, got -1"));
+  EXPECT_THAT(make(quiet().batch_size(0)), ::testing::HasSubstr("batch_size"));
+  EXPECT_THAT(make(quiet().loss(KDLossOptions().temperature(0))), ::testing::HasSubstr("temperature"));
+  EXPECT_THAT(make(quiet().loss(KDLossOptions().alpha(2))), ::testing::HasSubstr("alpha"));
+  EXPECT_THAT(make(quiet().device("tpu")), ::testing::HasSubstr("\"tpu\""));
+  EXPECT_THAT(make(quiet().checkpoint_every(5)), ::testing::HasSubstr("output_dir"));
 }
 
 TEST(Trainer, PredictRestoresTrainingMode) {
