@@ -136,6 +136,37 @@ TEST(Run, RefusesMismatchesBeforeTraining) {
   EXPECT_NE(msg.find("nothere.pt does not exist"), std::string::npos) << msg;
 }
 
+// Without a teacher, data.labeled keeps the labelled samples alone: the run is the same, batch for
+// batch, as one on a file holding just those samples. With a teacher the rest stays a transfer set.
+TEST(Run, LabelsOnlyBaselineTrainsOnTheLabelledSamplesAlone) {
+  KDISTILL_REQUIRE_FIXTURES();
+  const auto fx = fixtures();
+  TempDir dir;
+  auto budget = config_text(fx, dir / "budget", "");
+  budget.replace(budget.find("/test.h5}"), 9, "/test.h5, labeled: 100}");
+  auto with_budget = run_config(parse_config(budget, "run.yaml", dir.path()));
+  EXPECT_EQ(with_budget.train.steps, 4 * 4);  // 4 epochs of ceil(100 / 32) batches
+  auto report = nlohmann::json::parse(with_budget.report_json);
+  EXPECT_EQ(report["dataset"]["train"], 100);
+  EXPECT_EQ(report["dataset"]["labeled"], 100);
+
+  data::save_hdf5(data::load_hdf5(fx + "/train.h5", "x", "y").slice(0, 100), dir / "first100.h5");
+  auto subset = config_text(fx, dir / "subset", "");
+  subset.replace(subset.find(fx + "/train.h5"), fx.size() + 9, dir / "first100.h5");
+  run_config(parse_config(subset, "run.yaml", dir.path()));
+  auto a = weights(dir / "budget/student.pt"), b = weights(dir / "subset/student.pt");
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(torch::equal(a[i], b[i])) << "parameter " << i;
+
+  auto distil = config_text(fx, dir / "distil", "teacher: {cache: " + fx + "/probs.h5}\n");
+  distil.replace(distil.find("/test.h5}"), 9, "/test.h5, labeled: 100}");
+  auto distilled = run_config(parse_config(distil, "run.yaml", dir.path()));
+  EXPECT_EQ(distilled.train.steps, 4 * 13);  // all 400 samples: ceil(400 / 32) batches
+  report = nlohmann::json::parse(distilled.report_json);
+  EXPECT_EQ(report["dataset"]["train"], 400);
+  EXPECT_EQ(report["dataset"]["labeled"], 100);
+}
+
 TEST(Run, ProbabilityOnlyTeacherDistils) {
   KDISTILL_REQUIRE_FIXTURES();
   const auto fx = fixtures();
