@@ -2,7 +2,10 @@
 // through any torch function. Defaults come from KDLossOptions and the C++ signatures.
 #include "bindings.h"
 
+#include <optional>
+
 #include "kdistill/losses/kd_loss.h"
+#include "kdistill/losses/sparse.h"
 
 namespace kdistill::python {
 
@@ -57,6 +60,39 @@ Example:
       },
       py::arg("logits"), py::arg("targets"), py::kw_only(), py::arg("ignore_index") = -1,
       "Cross-entropy averaged over the samples whose target is not ignore_index; 0 when there are none.");
+
+  m.def(
+      "topk_targets",
+      [](const torch::Tensor& t, int64_t k) {
+        auto r = topk_targets(t, k);
+        return py::make_tuple(r.indices, r.log_probs, r.log_tail);
+      },
+      py::arg("teacher_logits"), py::arg("k"),
+      R"doc(The top k classes of softmax(teacher_logits) ([..., C]), as a top-k cache stores them: a tuple
+(indices [..., k], log_probs [..., k], log_tail [...]), log_tail the log of the probability outside
+the top k (-inf when k = C).)doc");
+
+  const DivergenceOptions div;
+  m.def(
+      "sparse_divergence_loss",
+      [](const torch::Tensor& s, const torch::Tensor& indices, const torch::Tensor& log_probs,
+         const torch::Tensor& log_tail, const std::string& kind, double temperature, double beta, double skew,
+         const std::optional<torch::Tensor>& mask) {
+        return sparse_divergence_loss(s, TopKTargets{indices, log_probs, log_tail},
+                                      DivergenceOptions().kind(kind).temperature(temperature).beta(beta).skew(skew),
+                                      mask ? *mask : torch::Tensor());
+      },
+      py::arg("student_logits"), py::arg("indices"), py::arg("log_probs"), py::arg("log_tail"), py::kw_only(),
+      py::arg("kind") = div.kind(), py::arg("temperature") = div.temperature(), py::arg("beta") = div.beta(),
+      py::arg("skew") = div.skew(), py::arg("mask") = py::none(),
+      R"doc(A divergence (kind: kl, reverse_kl, jsd, tvd, skew_kl, skew_reverse_kl) between the student and a
+sparse teacher, on k + 1 buckets: the teacher's top-k classes and one tail class holding the rest,
+softened at `temperature` and multiplied by T^2; averaged over positions (or where mask is
+non-zero). With k = C it is the dense divergence.
+
+Example:
+    idx, lp, tail = kdistill.topk_targets(teacher_logits, 4)
+    loss = kdistill.sparse_divergence_loss(student_logits, idx, lp, tail, temperature=2.0))doc");
 }
 
 }  // namespace kdistill::python

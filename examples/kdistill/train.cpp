@@ -37,8 +37,8 @@ Run add_train(CLI::App& app) {
 
 Run add_cache_teacher(CLI::App& app) {
   struct Args {
-    std::string teacher, data, out, split = "train", device = "cpu", precision = "fp32";
-    int64_t batch_size = 256;
+    std::string teacher, data, out, split = "train", device = "cpu", precision = "fp32", format = "dense";
+    int64_t batch_size = 256, top_k = 0;
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   };
   auto a = std::make_shared<Args>();
@@ -52,7 +52,13 @@ Run add_cache_teacher(CLI::App& app) {
   app.add_option("--split", a->split, "train or test")->capture_default_str();
   app.add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--format", a->format, "dense (every logit) or topk (the top-k log-probabilities and the tail mass)")
+      ->capture_default_str();
+  app.add_option("--top-k", a->top_k, "Classes kept per sample with --format topk");
   return [a] {
+    check(a->format == "dense" || a->format == "topk", "--format: expected dense or topk, got \"", a->format, "\"");
+    check(a->format == "topk" || a->top_k == 0, "--top-k is for --format topk");
+    check(a->format == "dense" || a->top_k >= 1, "--format topk needs --top-k K (K >= 1)");
     const auto device = parse_device(a->device);
     const auto precision = parse_precision(a->precision, "--precision");
     warn_if_bf16_is_slow(precision, device);
@@ -60,9 +66,12 @@ Run add_cache_teacher(CLI::App& app) {
     auto dataset = data::load_spec(a->data, a->split);
     ModelTeacher teacher(Model::load_torchscript(a->teacher, device));
     teacher.set_precision(precision);
-    auto info = cache_teacher_logits(teacher, dataset, a->out, io::sha256_file(a->teacher), a->batch_size);
-    std::cout << fmt::format("wrote {}: logits [{}, {}], data_sha256 {}\n", a->out, info.samples, info.classes,
-                             info.data_sha256);
+    const auto sha = io::sha256_file(a->teacher);
+    auto info = a->format == "topk" ? cache_teacher_topk(teacher, dataset, a->out, a->top_k, sha, a->batch_size)
+                                    : cache_teacher_logits(teacher, dataset, a->out, sha, a->batch_size);
+    std::cout << fmt::format("wrote {}: {} [{}, {}], {:.1f} bytes per sample, data_sha256 {}\n", a->out,
+                             info.format == "topk" ? fmt::format("top-{} of", info.k) : std::string("logits"),
+                             info.samples, info.classes, info.bytes_per_row, info.data_sha256);
     return 0;
   };
 }

@@ -32,6 +32,7 @@
 #include "kdistill/losses/kd_loss.h"
 #include "kdistill/losses/objective.h"
 #include "kdistill/losses/schedule.h"
+#include "kdistill/losses/sparse.h"
 #include "kdistill/metrics/evaluate.h"
 #include "kdistill/metrics/metrics.h"
 #include "kdistill/metrics/significance.h"

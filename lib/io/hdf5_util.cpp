@@ -21,6 +21,7 @@ torch::ScalarType to_torch(const H5::DataType& t, const std::string& where) {
   const auto cls = t.getClass();
   const size_t size = t.getSize();
   if (cls == H5T_FLOAT) {
+    if (size == 2) return torch::kHalf;
     if (size == 4) return torch::kFloat;
     if (size == 8) return torch::kDouble;
   } else if (cls == H5T_INTEGER) {
@@ -32,6 +33,15 @@ torch::ScalarType to_torch(const H5::DataType& t, const std::string& where) {
     if (size == 8) return torch::kLong;
   }
   fail(where, " has an unsupported element type (class ", static_cast<int>(cls), ", ", size, " bytes)");
+}
+
+// IEEE half precision, as h5py writes float16 (HDF5 1.10 has no predefined type for it).
+H5::FloatType half_type() {
+  H5::FloatType t(H5::PredType::IEEE_F32LE);
+  t.setFields(15, 10, 5, 0, 10);
+  t.setSize(2);
+  t.setEbias(15);
+  return t;
 }
 
 H5::PredType to_h5(torch::ScalarType t) {
@@ -78,6 +88,7 @@ torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const
     space.getSimpleExtentDims(dims.data());
     auto dtype = to_torch(ds.getDataType(), where);
     if (dtype == torch::kInt8 || dtype == torch::kShort) dtype = torch::kInt;  // HDF5 widens on read
+    if (dtype == torch::kHalf) dtype = torch::kFloat;
     check_stored(ds, dims, ds.getDataType().getSize(), path, where);  // stored bytes per element
     std::vector<int64_t> shape(dims.begin(), dims.end());
     auto out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
@@ -99,7 +110,7 @@ void write_h5(const std::string& who, const std::string& path, const std::functi
   });
 }
 
-void write_dataset(H5::Group& group, const std::string& name, const torch::Tensor& values) {
+H5::DataSet write_dataset(H5::Group& group, const std::string& name, const torch::Tensor& values) {
   auto v = values.contiguous().cpu();
   std::vector<hsize_t> dims(v.sizes().begin(), v.sizes().end());
   H5::DataSpace space(static_cast<int>(dims.size()), dims.data());
@@ -112,9 +123,16 @@ void write_dataset(H5::Group& group, const std::string& name, const torch::Tenso
     props.setChunk(static_cast<int>(chunk.size()), chunk.data());
     props.setDeflate(4);
   }
+  if (v.scalar_type() == torch::kHalf) {
+    const auto type = half_type();
+    H5::DataSet ds = group.createDataSet(name, type, space, props);
+    if (v.numel() > 0) ds.write(v.data_ptr(), type);
+    return ds;
+  }
   const auto type = to_h5(v.scalar_type());
   H5::DataSet ds = group.createDataSet(name, type, space, props);
   if (v.numel() > 0) ds.write(v.data_ptr(), type);
+  return ds;
 }
 
 void write_string_attr(H5::H5Object& obj, const std::string& name, const std::string& value) {

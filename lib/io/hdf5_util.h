@@ -19,7 +19,8 @@ H5::H5File open_h5(const std::string& who, const std::string& path);
 /// Whether `file` has a dataset at `name`.
 bool has_dataset(const H5::H5File& file, const std::string& name);
 
-/// Reads a whole dataset (integer or floating point) into a CPU tensor of its own dtype.
+/// Reads a whole dataset (integer or floating point) into a CPU tensor of its own dtype (int8 and
+/// int16 widened to int32, float16 to float32).
 torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const std::string& path,
                            const std::string& name);
 
@@ -27,9 +28,10 @@ torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const
 /// HDF5's own exceptions become kdistill::Error naming `who` and the path.
 void write_h5(const std::string& who, const std::string& path, const std::function<void(H5::H5File&)>& fill);
 
-/// Writes `values` (float32, float64, int64, int32 or uint8) as a chunked, gzip-compressed dataset
-/// of `group` (a file is its root group).
-void write_dataset(H5::Group& group, const std::string& name, const torch::Tensor& values);
+/// Writes `values` (float16, float32, float64, int64, int32 or uint8) as a chunked, gzip-compressed
+/// dataset of `group` (a file is its root group). float16 is IEEE half, as h5py stores it;
+/// `read_dataset` reads it back as float32.
+H5::DataSet write_dataset(H5::Group& group, const std::string& name, const torch::Tensor& values);
 
 /// Attributes: a UTF-8 string, a little-endian int64 scalar or vector, an IEEE float64 scalar.
 void write_string_attr(H5::H5Object& obj, const std::string& name, const std::string& value);

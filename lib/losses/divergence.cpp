@@ -49,6 +49,14 @@ torch::Tensor divergence_from_log_probs(const torch::Tensor& log_q, const torch:
   return b * kl_from_log(log_p, log_m) + (1 - b) * kl_from_log(log_q, log_m);
 }
 
+torch::Tensor masked_mean(const char* fn, const torch::Tensor& d, const torch::Tensor& mask) {
+  if (!mask.defined()) return d.mean();
+  check(mask.sizes() == d.sizes(), fn, ": mask must have the logits' shape without the class dimension, ", d.sizes(),
+        ", got ", mask.sizes());
+  auto w = mask.to(d.device(), d.scalar_type());
+  return (d * w).sum() / w.sum().clamp_min(1e-12);
+}
+
 }  // namespace detail
 
 torch::Tensor divergence(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
@@ -65,12 +73,7 @@ torch::Tensor divergence(const torch::Tensor& student_logits, const torch::Tenso
 
 torch::Tensor divergence_loss(const torch::Tensor& student_logits, const torch::Tensor& teacher_logits,
                               const DivergenceOptions& options, const torch::Tensor& mask) {
-  auto d = divergence(student_logits, teacher_logits, options);
-  if (!mask.defined()) return d.mean();
-  check(mask.sizes() == d.sizes(), "divergence_loss: mask must have the logits' shape without the class dimension, ",
-        d.sizes(), ", got ", mask.sizes());
-  auto w = mask.to(d.device(), d.scalar_type());
-  return (d * w).sum() / w.sum().clamp_min(1e-12);
+  return detail::masked_mean("divergence_loss", divergence(student_logits, teacher_logits, options), mask);
 }
 
 }  // namespace kdistill

@@ -9,6 +9,7 @@
 
 #include "kdistill/losses/divergence.h"
 #include "kdistill/losses/kd_loss.h"
+#include "kdistill/losses/sparse.h"
 
 namespace kdistill::detail {
 
@@ -42,6 +43,16 @@ torch::Tensor kl_from_log(const torch::Tensor& log_a, const torch::Tensor& log_b
 /// position, without the T^2 factor.
 torch::Tensor divergence_from_log_probs(const torch::Tensor& log_q, const torch::Tensor& log_p,
                                         const DivergenceOptions& options);
+/// The mean of per-position values `d`, or sum(d * mask) / sum(mask) (0 when the mask selects
+/// nothing); throws `kdistill::Error` naming `fn` when the mask's shape is not `d`'s.
+torch::Tensor masked_mean(const char* fn, const torch::Tensor& d, const torch::Tensor& mask);
+/// Throws `kdistill::Error` naming `fn` unless `targets` fit `student_logits` (`[..., C]`): shapes,
+/// integer indices in [0, C), 1 <= k <= C.
+void check_topk_targets(const char* fn, const torch::Tensor& student_logits, const TopKTargets& targets);
+/// The student's and the teacher's (k + 1)-bucket log-probabilities, softened at `t`
+/// (`sparse_divergence`'s buckets; k buckets when k = C).
+std::pair<torch::Tensor, torch::Tensor> bucket_log_probs(const torch::Tensor& student_logits,
+                                                         const TopKTargets& targets, double t);
 /// DKD's per-sample TCKD and NCKD `[B]` from softened log-probabilities and targets in [0, C),
 /// without the T^2 factor.
 std::pair<torch::Tensor, torch::Tensor> dkd_parts(const torch::Tensor& log_q, const torch::Tensor& log_p,

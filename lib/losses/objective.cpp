@@ -27,15 +27,24 @@ const torch::Tensor& need_teacher(const StepContext& c, const char* who) {
   return c.teacher_logits;
 }
 
-// The student's log-probabilities at T, and the teacher's (`teacher_log_probs`).
+// Objectives that compare every class refuse a top-k teacher rather than use its stand-in logits.
+void need_dense_teacher(const StepContext& c, const char* who) {
+  check(!c.teacher_topk.indices.defined(), who, ": this objective needs the teacher's logits for every class; a top-k "
+        "cache keeps ", c.teacher_topk.indices.defined() ? c.teacher_topk.indices.size(-1) : 0, " (use a dense cache "
+        "or a live teacher)");
+}
+
+// The student's log-probabilities at T, and the teacher's (`teacher_log_probs`); for a top-k
+// teacher, both over its k + 1 buckets (`sparse_divergence`).
 std::pair<torch::Tensor, torch::Tensor> softened(const StepContext& c, double t) {
+  if (c.teacher_topk.indices.defined()) return detail::bucket_log_probs(c.student_logits, c.teacher_topk, t);
   return {torch::log_softmax(detail::promote(c.student_logits) / t, 1), teacher_log_probs(c, t)};
 }
 
 // T^2 * KL(teacher || student) at temperature T, per the objective's reduction.
 torch::Tensor soft_term(const StepContext& c, double temperature) {
   need_teacher(c, "kd");
-  if (c.member_logits.empty() && !c.sample_weights.defined()) {
+  if (c.member_logits.empty() && !c.sample_weights.defined() && !c.teacher_topk.indices.defined()) {
     return detail::soft_kl(c.student_logits, c.teacher_logits, temperature);  // the fused hot path
   }
   auto [log_ps, log_pt] = softened(c, temperature);
@@ -58,6 +67,8 @@ torch::Tensor label_term(const StepContext& c) {
 
 torch::Tensor teacher_log_probs(const StepContext& c, double temperature) {
   need_teacher(c, "teacher_log_probs");
+  check(!c.teacher_topk.indices.defined(), "teacher_log_probs: the teacher is a top-k cache: its distribution has k + "
+        "1 buckets, not every class (see sparse_divergence)");
   if (c.member_logits.empty()) return torch::log_softmax(detail::promote(c.teacher_logits.detach()) / temperature, 1);
   check(c.member_weights.size() == c.member_logits.size(), "teacher_log_probs: ", c.member_logits.size(),
         " member logits but ", c.member_weights.size(), " weights");
@@ -127,6 +138,7 @@ DKDObjective::DKDObjective(DKDLossOptions options)
 }
 
 std::vector<LossTerm> DKDObjective::terms(const StepContext& c) {
+  need_dense_teacher(c, "dkd");
   const double t = temperature_at(c.progress);
   auto [log_q, log_p] = softened(c, t);
   auto y = c.targets.to(torch::kLong);
@@ -177,6 +189,7 @@ std::vector<std::string> AttentionTransferObjective::teacher_features() const { 
 
 std::vector<LossTerm> LogitMSEObjective::terms(const StepContext& c) {
   const auto& t = need_teacher(c, "mse");
+  need_dense_teacher(c, "mse");
   auto diff = detail::promote(c.student_logits) - detail::promote(t.detach());
   return {{"mse", reduce(diff.pow(2).mean(1), c), 1.0}};
 }

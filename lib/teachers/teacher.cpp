@@ -74,7 +74,11 @@ torch::Tensor CallableTeacher::logits(const torch::Tensor& inputs, const torch::
 EnsembleTeacher::EnsembleTeacher(std::vector<std::shared_ptr<Teacher>> members, std::vector<double> weights)
     : members_(std::move(members)), weights_(std::move(weights)) {
   check(!members_.empty(), "EnsembleTeacher: no members");
-  for (size_t i = 0; i < members_.size(); ++i) check(members_[i] != nullptr, "EnsembleTeacher: member ", i, " is null");
+  for (size_t i = 0; i < members_.size(); ++i) {
+    check(members_[i] != nullptr, "EnsembleTeacher: member ", i, " is null");
+    check(members_[i]->top_k() == 0, "EnsembleTeacher: member ", i, " (", members_[i]->describe(),
+          ") keeps only its top ", members_[i]->top_k(), " classes; an ensemble averages dense distributions");
+  }
   if (weights_.empty()) weights_.assign(members_.size(), 1.0);
   check(weights_.size() == members_.size(), "EnsembleTeacher: ", members_.size(), " members but ", weights_.size(),
         " weights");

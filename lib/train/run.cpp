@@ -236,8 +236,7 @@ std::shared_ptr<Teacher> load_teacher(const RunConfig& c, const Data& data, cons
     t->check_matches(data.full_train, data.train.num_classes());
     if (data.train.size() == t->samples()) return t;
     // data.validation held out the last samples: the run trains on the cache's first rows.
-    return CachedTeacher::from_logits(t->all().narrow(0, 0, data.train.size()),
-                                      path + " (its first " + std::to_string(data.train.size()) + " rows)");
+    return t->first_rows(data.train.size(), path + " (its first " + std::to_string(data.train.size()) + " rows)");
   };
   auto file = [](const std::string& path) { return ordered_json{{"path", path}, {"sha256", io::sha256_file(path)}}; };
   if (!c.teacher_torchscript.empty()) {

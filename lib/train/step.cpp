@@ -34,6 +34,7 @@ StepOutcome TrainStep::compute(const data::Batch& b, const TrainProgress& progre
     ctx.member_logits = std::move(t.member_logits);
     ctx.member_weights = std::move(t.member_weights);
     ctx.teacher_features = std::move(t.features);
+    ctx.teacher_topk = std::move(t.topk);
   }
   ctx.targets = b.targets;
   ctx.all_labelled = all_labelled;

@@ -12,7 +12,10 @@
 #include <torch/torch.h>
 
 #include "fixtures/fixtures.h"
+#include "kdistill/data/hdf5.h"
 #include "kdistill/data/idx.h"
+#include "kdistill/models/model.h"
+#include "kdistill/teachers/cache.h"
 #include "kdistill/io/atomic_file.h"
 #include "support.h"
 
@@ -200,6 +203,21 @@ const std::vector<Case>& catalogue() {
       {"compare with a bad batch list", true, [](auto& d, auto& fx) {
          return "compare --a " + fx + "/student.pt --b " + fx + "/teacher.pt --data hdf5:" + fx + "/test.h5 --batch 1,x"; },
        1, "--batch"},
+      {"cache-teacher topk without --top-k", true, [](auto& d, auto& fx) {
+         return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --format topk"; },
+       1, "--format topk needs --top-k K"},
+      {"cache-teacher in an unknown format", true, [](auto& d, auto& fx) {
+         return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --format sparse"; },
+       1, "--format: expected dense or topk, got \"sparse\""},
+      {"cache-teacher topk above the classes", true, [](auto& d, auto& fx) {
+         return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --format topk --top-k 4"; },
+       1, "k must be in [1, 3] (the classes), got 4"},
+      {"dkd from a top-k cache", true, [](auto& d, auto& fx) {
+         ModelTeacher teacher(Model::load_torchscript(fx + "/teacher.pt"));
+         cache_teacher_topk(teacher, data::load_hdf5(fx + "/train.h5", "x", "y"), d + "/top2.h5", 2);
+         return edited(d, fx, "teacher: {torchscript: " + fx + "/teacher.pt}",
+                       "teacher: {cache: " + d + "/top2.h5}\nloss: {kind: dkd}"); },
+       1, "dkd: this objective needs the teacher's logits for every class; a top-k cache keeps 2"},
   };
   return cases;
 }

@@ -12,56 +12,23 @@
 
 #include "kdistill/core/error.h"
 #include "kdistill/losses/kd_loss.h"
+#include "losses/formulas.h"
 #include "support.h"
 
 namespace kdistill::test {
 namespace {
 
 using ::testing::HasSubstr;
-using Vec = std::vector<double>;
-
-const std::vector<std::string> kKinds = {"kl", "reverse_kl", "jsd", "tvd", "skew_kl", "skew_reverse_kl"};
-
-Vec softmax(const Vec& x, double T) {
-  double mx = -1e300, z = 0;
-  for (double v : x) mx = std::max(mx, v / T);
-  Vec p(x.size());
-  for (size_t c = 0; c < x.size(); ++c) z += (p[c] = std::exp(x[c] / T - mx));
-  for (auto& v : p) v /= z;
-  return p;
-}
-
-double kl(const Vec& a, const Vec& b) {
-  double s = 0;
-  for (size_t c = 0; c < a.size(); ++c) s += a[c] > 0 ? a[c] * std::log(a[c] / b[c]) : 0.0;
-  return s;
-}
-
-Vec mix(const Vec& a, const Vec& b, double w) {
-  Vec m(a.size());
-  for (size_t c = 0; c < a.size(); ++c) m[c] = w * a[c] + (1 - w) * b[c];
-  return m;
-}
+using formulas::kKinds;
+using formulas::kl;
+using formulas::mix;
+using formulas::row;
+using formulas::softmax;
+using formulas::Vec;
 
 // The header's formula for one position, T^2 included; p the teacher's, q the student's.
 double reference(const std::string& kind, const Vec& s, const Vec& t, double T, double beta = 0.5, double skew = 0.1) {
-  const auto p = softmax(t, T), q = softmax(s, T);
-  double d = 0;
-  if (kind == "kl") d = kl(p, q);
-  if (kind == "reverse_kl") d = kl(q, p);
-  if (kind == "jsd") d = beta * kl(p, mix(p, q, beta)) + (1 - beta) * kl(q, mix(p, q, beta));
-  if (kind == "tvd") {
-    for (size_t c = 0; c < p.size(); ++c) d += 0.5 * std::abs(p[c] - q[c]);
-  }
-  if (kind == "skew_kl") d = kl(p, mix(p, q, skew));
-  if (kind == "skew_reverse_kl") d = kl(q, mix(q, p, skew));
-  return T * T * d;
-}
-
-// Row r of a [N, C] view of x, as doubles.
-Vec row(const torch::Tensor& x, int64_t r) {
-  auto flat = x.detach().to(torch::kDouble).reshape({-1, x.size(-1)}).contiguous();
-  return Vec(flat[r].data_ptr<double>(), flat[r].data_ptr<double>() + flat.size(1));
+  return T * T * formulas::divergence_of(kind, softmax(t, T), softmax(s, T), beta, skew);
 }
 
 }  // namespace

@@ -108,3 +108,32 @@ def test_options_are_keyword_only():
     s, t, y = batch(9)
     with pytest.raises(TypeError):
         kdistill.kd_loss(s, t, y, 4.0)
+
+
+def buckets_in_pytorch(s, t, k, temperature):
+    """sparse.h's buckets, written out in PyTorch: the teacher's top k classes and one tail bucket,
+    softened at T (the student's tail class by class, the teacher's shaped like the student's)."""
+    p, q = torch.softmax(t, -1), torch.softmax(s, -1)
+    idx = p.topk(k, -1).indices
+    in_top = torch.zeros_like(p, dtype=torch.bool).scatter(-1, idx, True)
+    p_tail, q_tail = (p * ~in_top).sum(-1), (q * ~in_top).sum(-1)
+    q_tail_t = (q ** (1 / temperature) * ~in_top).sum(-1)
+    p_b = torch.cat([p.gather(-1, idx) ** (1 / temperature), ((p_tail / q_tail) ** (1 / temperature) * q_tail_t)[:, None]], -1)
+    q_b = torch.cat([q.gather(-1, idx) ** (1 / temperature), q_tail_t[:, None]], -1)
+    p_t, q_t = p_b / p_b.sum(-1, keepdim=True), q_b / q_b.sum(-1, keepdim=True)
+    return temperature ** 2 * (p_t * (p_t.log() - q_t.log())).sum(-1).mean()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 3.0])
+def test_sparse_divergence_loss_is_the_bucket_kl_and_the_dense_kl_at_k_equal_c(temperature):
+    torch.manual_seed(5)
+    s, t = torch.randn(6, 7, dtype=torch.float64), 3 * torch.randn(6, 7, dtype=torch.float64)
+    idx, lp, tail = kdistill.topk_targets(t, 3)
+    assert idx.shape == (6, 3) and tail.shape == (6,)
+    got = kdistill.sparse_divergence_loss(s, idx, lp, tail, temperature=temperature)
+    torch.testing.assert_close(got, buckets_in_pytorch(s, t, 3, temperature), rtol=1e-10, atol=1e-12)
+    full = kdistill.topk_targets(t, 7)
+    assert torch.isinf(full[2]).all()
+    dense = kdistill.kd_soft_loss(s, t, temperature=temperature)
+    torch.testing.assert_close(kdistill.sparse_divergence_loss(s, *full, temperature=temperature), dense,
+                               rtol=1e-10, atol=1e-12)

@@ -99,6 +99,32 @@ def test_cache_teacher_then_train_from_the_cache(tabular, run_config, tmp_path):
     assert accuracy(os.path.join(r["output_dir"], "student.pt"), tabular["x_test"], tabular["y_test"]) > 0.8
 
 
+def test_topk_cache_from_python_matches_pytorch_and_trains(tabular, run_config, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    cache = tmp_path / "top2.h5"
+    info = kdistill.cache_teacher(str(tabular["teacher"]), f"hdf5:{tabular['train']}", str(cache), format="topk",
+                                  top_k=2)
+    assert info["format"] == "topk" and info["k"] == 2 and info["classes"] == 3
+    assert 0 < info["bytes_per_row"] < 12 + 1  # at most 2 float16 + 2 int32 + 1 float32 per row, compressed
+    # The top 2 classes of the teacher's softmax, computed here in PyTorch, and the rest as the tail.
+    with torch.no_grad():
+        logp = torch.log_softmax(torch.jit.load(str(tabular["teacher"]))(tabular["x_train"]), 1)
+    want_lp, want_idx = logp.topk(2, 1)
+    want_tail = torch.logsumexp(logp.scatter(1, want_idx, float("-inf")), 1)
+    with h5py.File(cache, "r") as f:
+        assert f.attrs["format"] in ("topk", b"topk") and int(f.attrs["k"]) == 2
+        assert torch.equal(torch.from_numpy(f["topk_indices"][...]).long(), want_idx)
+        torch.testing.assert_close(torch.from_numpy(f["topk_logprobs"][...]).float(), want_lp, rtol=2e-3, atol=2e-3)
+        torch.testing.assert_close(torch.from_numpy(f["tail_logprob"][...]), want_tail, rtol=1e-4, atol=1e-4)
+    with pytest.raises(kdistill.Error, match="needs top_k >= 1"):
+        kdistill.cache_teacher(str(tabular["teacher"]), f"hdf5:{tabular['train']}", str(tmp_path / "x.h5"),
+                               format="topk")
+
+    run_config["teacher"] = {"cache": str(cache)}
+    r = kdistill.train(run_config)
+    assert accuracy(os.path.join(r["output_dir"], "student.pt"), tabular["x_test"], tabular["y_test"]) > 0.8
+
+
 def test_cache_teacher_from_a_script_module(tabular, tmp_path):
     teacher = torch.jit.load(str(tabular["teacher"]))
     teacher.train()

@@ -226,3 +226,109 @@ TEST(TeacherCache, InMemoryLogitsServeRowsByIndex) {
 }
 
 }  // namespace kdistill::test
+
+namespace kdistill::test {
+
+// A top-k cache holds what topk_targets gives for the teacher's logits (log-probabilities in
+// float16), records its format, k, classes and stored bytes, and h5py reads it. Its rows come back
+// as TeacherOutput::topk with a dense stand-in whose top-1 is the teacher's.
+TEST(TopKCache, StoresTheTopKClassesTheTailAndItsSize) {
+  TempDir dir;
+  auto ds = toy(60);
+  torch::manual_seed(7);
+  Model teacher_model(mlp(8, {16}, 5));
+  ModelTeacher teacher(teacher_model);
+  auto dense_info = cache_teacher_logits(teacher, ds, dir / "dense.h5");
+  auto info = cache_teacher_topk(teacher, ds, dir / "top2.h5", 2, "abc123");
+  EXPECT_EQ(info.format, "topk");
+  EXPECT_EQ(info.k, 2);
+  EXPECT_EQ(info.classes, 5);
+  EXPECT_GT(info.bytes_per_row, 0);
+  EXPECT_LT(info.bytes_per_row, dense_info.bytes_per_row);
+
+  CachedTeacher cached(dir / "top2.h5");
+  EXPECT_EQ(cached.top_k(), 2);
+  EXPECT_EQ(cached.info().format, "topk");
+  EXPECT_EQ(cached.info().teacher_sha256, "abc123");
+  EXPECT_EQ(cached.info().data_sha256, data::features_sha256(ds));
+  EXPECT_NO_THROW(cached.check_matches(ds, 5));
+  EXPECT_EQ(cached.describe(), "cache:" + (dir / "top2.h5") + " (top-2)");
+  EXPECT_EQ(CachedTeacher(dir / "dense.h5").info().format, "dense");
+
+  auto idx = torch::tensor({59, 0, 31}, torch::kLong);
+  auto out = cached.outputs(torch::Tensor(), idx);
+  auto expected = topk_targets(compute_teacher_logits(teacher, ds).index_select(0, idx), 2);
+  EXPECT_TRUE(torch::equal(out.topk.indices, expected.indices));
+  EXPECT_TRUE(torch::allclose(out.topk.log_probs, expected.log_probs, 2e-3, 1e-3));  // float16 storage
+  EXPECT_TRUE(torch::allclose(out.topk.log_tail, expected.log_tail, 1e-5, 1e-5));
+  ASSERT_EQ(out.logits.sizes(), torch::IntArrayRef({3, 5}));
+  EXPECT_TRUE(torch::equal(out.logits.argmax(1), expected.indices.select(1, 0)));
+  // The stand-in's probabilities: the top-k as stored, the tail shared evenly by the 3 other classes.
+  auto p = out.logits.exp();
+  EXPECT_TRUE(torch::allclose(p.sum(1), torch::ones({3}), 1e-3, 1e-3));
+
+  auto py = python("import h5py\nf = h5py.File('" + (dir / "top2.h5") +
+                   "', 'r')\nprint(f['topk_logprobs'].dtype, f['topk_logprobs'].shape, f['topk_indices'].dtype, "
+                   "f['tail_logprob'].shape, f.attrs['format'], f.attrs['k'], f.attrs['classes'])\n");
+  if (py.status == 0) EXPECT_EQ(py.out, "float16 (60, 2) int32 (60,) topk 2 5\n");
+}
+
+// With every class kept, a top-k cache distils the same student as the dense cache, to the
+// rounding of its float16 log-probabilities; with k = 2 of 5 it distils a different one.
+TEST(TopKCache, WithEveryClassDistilsLikeTheDenseCache) {
+  TempDir dir;
+  auto ds = toy(256);
+  torch::manual_seed(7);
+  ModelTeacher teacher(Model(mlp(8, {16}, 3)));
+  cache_teacher_logits(teacher, ds, dir / "dense.h5");
+  cache_teacher_topk(teacher, ds, dir / "top3.h5", 3);
+  cache_teacher_topk(teacher, ds, dir / "top1.h5", 1);
+  auto dense = distil_toy_student(std::make_shared<CachedTeacher>(dir / "dense.h5"), ds, 32);
+  auto all = distil_toy_student(std::make_shared<CachedTeacher>(dir / "top3.h5"), ds, 32);
+  auto top1 = distil_toy_student(std::make_shared<CachedTeacher>(dir / "top1.h5"), ds, 32);
+  double differs = 0;
+  for (size_t i = 0; i < dense.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(all[i], dense[i], 1e-3, 1e-3)) << i;
+    differs = std::max(differs, (top1[i] - dense[i]).abs().max().item<double>());
+  }
+  EXPECT_GT(differs, 1e-3);
+}
+
+TEST(TopKCache, RefusesWhatItCannotServe) {
+  TempDir dir;
+  auto ds = toy(30);
+  ModelTeacher teacher(Model(mlp(8, {4}, 3)));
+  EXPECT_THAT(error_of([&] { cache_teacher_topk(teacher, ds, dir / "x.h5", 4); }),
+              HasSubstr("cache_teacher_topk: k must be in [1, 3] (the classes), got 4"));
+  cache_teacher_topk(teacher, ds, dir / "top2.h5", 2);
+  auto cached = std::make_shared<CachedTeacher>(dir / "top2.h5");
+  EXPECT_THAT(error_of([&] { EnsembleTeacher e({cached, cached}); }), HasSubstr("keeps only its top 2 classes"));
+  torch::manual_seed(3);
+  Model s(mlp(8, {8}, 3));
+  DistillTrainer dkd(s, cached, TrainerOptions().epochs(1).batch_size(8).progress(false).objective(std::make_shared<DKDObjective>()));
+  EXPECT_THAT(error_of([&] { dkd.fit(ds); }), HasSubstr("dkd: this objective needs the teacher's logits for every class"));
+
+  auto py = python("import h5py, numpy as np\n"
+                   "src = h5py.File('" + (dir / "top2.h5") + "', 'r')\n"
+                   "def copy(name, edit):\n"
+                   "    with h5py.File('" + dir.path() + "/' + name, 'w') as f:\n"
+                   "        for k in src: f[k] = src[k][()]\n"
+                   "        for k in src.attrs: f.attrs[k] = src.attrs[k]\n"
+                   "        edit(f)\n"
+                   "def far(f):\n    i = f['topk_indices'][()]; i[3, 1] = 7; del f['topk_indices']; f['topk_indices'] = i\n"
+                   "def short(f):\n    t = f['tail_logprob'][()][:-1]; del f['tail_logprob']; f['tail_logprob'] = t\n"
+                   "def bigk(f):\n    f.attrs['k'] = 3\n"
+                   "def nok(f):\n    del f.attrs['k']\n"
+                   "def fmt(f):\n    f.attrs['format'] = 'sampled'\n"
+                   "for n, e in [('far', far), ('short', short), ('bigk', bigk), ('nok', nok), ('fmt', fmt)]:\n"
+                   "    copy(n + '.h5', e)\n");
+  if (py.status != 0) GTEST_SKIP() << "python3-h5py is not installed: " << py.err;
+  auto load = [&](const std::string& name) { return error_of([&] { CachedTeacher t(dir / name); }); };
+  EXPECT_THAT(load("far.h5"), HasSubstr("far.h5:topk_indices must be in [0, 3)"));
+  EXPECT_THAT(load("short.h5"), HasSubstr("short.h5:tail_logprob must be [30], got shape [29]"));
+  EXPECT_THAT(load("bigk.h5"), HasSubstr("bigk.h5:topk_logprobs must be [N, k] with k = 3, got shape [30, 2]"));
+  EXPECT_THAT(load("nok.h5"), HasSubstr("nok.h5 has no attribute 'k'"));
+  EXPECT_THAT(load("fmt.h5"), HasSubstr("attribute 'format' must be dense or topk, got \"sampled\""));
+}
+
+}  // namespace kdistill::test

@@ -16,6 +16,7 @@
 #include "kdistill/losses/dkd.h"
 #include "kdistill/losses/kd_loss.h"
 #include "kdistill/losses/schedule.h"
+#include "kdistill/losses/sparse.h"
 
 #pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
@@ -32,6 +33,11 @@ struct StepContext {
   std::vector<torch::Tensor> member_logits;
   std::vector<double> member_weights;
   std::map<std::string, torch::Tensor> teacher_features;  ///< the teacher taps the objectives asked for
+  /// From a top-k cache: the teacher's top-k targets (`indices` undefined otherwise). Then
+  /// `teacher_logits` is a dense stand-in, the divergence objectives (kd, soft_ce, the
+  /// `DivergenceObjective` kinds) compare k + 1 buckets (`sparse_divergence`), and objectives
+  /// that need every class (dkd, mse) refuse the step.
+  TopKTargets teacher_topk;
   torch::Tensor targets;         ///< int64 `[B]`; -1 marks a sample without a label
   /// float `[B]` per-sample weights (0 masks a sample); undefined: all 1. `DistillTrainer` leaves
   /// it undefined; drivers and objectives that wrap others set it.
@@ -48,7 +54,8 @@ struct LossTerm {
   double weight = 1.0;
 };
 
-/// The teacher's log-probabilities at temperature T, `[B, C]`, in float32 or wider:
+/// The teacher's log-probabilities at temperature T, `[B, C]`, in float32 or wider (a top-k
+/// teacher has no such thing: it throws `kdistill::Error`):
 ///   single teacher:  log softmax(t / T)
 ///   ensemble:        log sum_m w_m softmax(t_m / T)
 /// i.e. each member softened at T first, then averaged with its weight (not averaged at T = 1 and

@@ -19,6 +19,9 @@ struct CacheInfo {
   std::string data_sha256;     ///< `data::features_sha256` of the data set the logits are for
   std::string kdistill_version;
   bool from_probs = false;     ///< the file held probabilities (`probs`), turned into logits
+  std::string format = "dense";  ///< "dense" (`logits` or `probs`) or "topk"
+  int64_t k = 0;                 ///< topk: classes kept per sample
+  double bytes_per_row = 0;      ///< the stored (compressed) bytes of the cache's data per sample
 };
 
 /// Runs `teacher` once over every sample of `dataset`, in order and in batches of `batch_size`,
@@ -39,10 +42,31 @@ torch::Tensor compute_teacher_logits(Teacher& teacher, const data::TensorDataset
 CacheInfo cache_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, const std::string& path,
                                const std::string& teacher_sha256 = "", int64_t batch_size = 256);
 
+/// Runs `teacher` once over every sample of `dataset` and writes a `topk` cache: per sample, the
+/// `k` most probable classes at T = 1 (1 <= k <= C), as `topk_logprobs` (float16 `[N, k]`, the
+/// log-probabilities, descending), `topk_indices` (int32 `[N, k]`) and `tail_logprob` (float32
+/// `[N]`, the log of the probability outside them, from `topk_targets`), chunked and gzip-compressed,
+/// with the attributes of a dense cache plus `format` = "topk", `k`, `classes` and `bytes_per_row`
+/// (float64: the stored bytes per sample). Atomic like `cache_teacher_logits`. At k = 4 of 10
+/// classes it stores about a third of a dense cache's bytes.
+///
+/// Example:
+/// ```
+/// kdistill::cache_teacher_topk(teacher, train, "top4.h5", 4, kdistill::io::sha256_file("teacher.pt"));
+/// ```
+CacheInfo cache_teacher_topk(Teacher& teacher, const data::TensorDataset& dataset, const std::string& path, int64_t k,
+                             const std::string& teacher_sha256 = "", int64_t batch_size = 256);
+
 /// A teacher read from a logit cache (offline distillation): logits by sample index, no model in
 /// memory. Files holding `probs` instead (e.g. a gradient-boosted ensemble's predict_proba saved
 /// with h5py) are accepted: logits = log(clamp(p, 1e-8)), which keeps softmax(logits) = p up to
 /// the clamp.
+///
+/// A `topk` cache (`cache_teacher_topk`) gives its rows as `TeacherOutput::topk`, which the
+/// divergence objectives (kd, soft_ce, reverse_kl, jsd, ...) use as k + 1 buckets
+/// (`sparse_divergence`); objectives that need every class (dkd, mse) refuse it. Its `logits`
+/// are a dense stand-in: the top-k log-probabilities, and the tail mass spread evenly over the
+/// other classes (at least e^-100 each), so top-1 agreement and accuracy are exact.
 ///
 /// Example:
 /// ```
@@ -51,8 +75,9 @@ CacheInfo cache_teacher_logits(Teacher& teacher, const data::TensorDataset& data
 /// ```
 class CachedTeacher : public Teacher {
  public:
-  /// Loads the whole cache into memory; throws `kdistill::Error` naming the file when it is
-  /// missing, not HDF5, holds neither `logits` nor `probs`, or holds non-finite values.
+  /// Loads the whole cache into memory; throws `kdistill::Error` naming the file and the field
+  /// when it is missing, not HDF5, holds neither `logits` nor `probs` (nor a `topk` cache's
+  /// datasets), holds non-finite values, or a `topk` cache's shapes, indices or `k` disagree.
   explicit CachedTeacher(const std::string& path);
   /// An in-memory cache over a copy of `logits` (`[N, C]`, finite): row i is the teacher's output
   /// for sample i of the training set. Without data augmentation it gives the student the same
@@ -69,18 +94,26 @@ class CachedTeacher : public Teacher {
   torch::Tensor logits(const torch::Tensor& inputs, const torch::Tensor& indices) override;
   std::string describe() const override;
   int64_t samples() const override { return info_.samples; }
+  int64_t top_k() const override { return info_.k; }
+  /// The logits (`topk`: the stand-in) and, for a `topk` cache, the rows' top-k targets.
+  TeacherOutput outputs(const torch::Tensor& inputs, const torch::Tensor& indices,
+                        const std::vector<std::string>& features = {}) override;
 
   /// Throws `kdistill::Error` saying which of sample count, class count (`classes` > 0) or data
   /// hash (when the file records one) differs from `dataset`.
   void check_matches(const data::TensorDataset& dataset, int64_t classes = 0) const;
   const CacheInfo& info() const { return info_; }
-  /// All cached logits `[N, C]`.
+  /// The same cache over its first `n` rows (a training set whose last samples were held out for
+  /// validation), named `name`. The data hash is dropped: it was recorded for every row.
+  std::shared_ptr<CachedTeacher> first_rows(int64_t n, const std::string& name) const;
+  /// All cached logits `[N, C]` (undefined for a `topk` cache).
   const torch::Tensor& all() const { return logits_; }
 
  private:
   CachedTeacher() = default;
   std::string path_;  ///< the file, or `memory:NAME`
   torch::Tensor logits_;
+  TopKTargets topk_;  ///< a `topk` cache's rows: int64 indices, float32 log-probabilities
   CacheInfo info_;
 };
 

@@ -9,6 +9,7 @@
 #include <torch/types.h>
 
 #include "kdistill/core/precision.h"
+#include "kdistill/losses/sparse.h"
 #include "kdistill/models/model.h"
 
 #pragma GCC visibility push(default)  // the exported API: docs/architecture.md
@@ -21,6 +22,10 @@ struct TeacherOutput {
   std::vector<torch::Tensor> member_logits;
   std::vector<double> member_weights;
   std::map<std::string, torch::Tensor> features;  ///< the taps asked for, by name
+  /// From a top-k cache: the teacher's top-k classes, log-probabilities and tail (`indices`
+  /// undefined otherwise). `logits` then holds a dense stand-in (see `CachedTeacher`), and the
+  /// divergence objectives use these buckets instead (`sparse_divergence`).
+  TopKTargets topk;
 };
 
 /// A source of teacher logits for distillation.
@@ -45,6 +50,8 @@ class Teacher {
   /// trainer refuses a training set of another size. This is the one property that says how a
   /// teacher finds its logits: composites forward it.
   virtual int64_t samples() const { return -1; }
+  /// k for a teacher that keeps only its top-k classes (a `topk` cache), 0 for a dense one.
+  virtual int64_t top_k() const { return 0; }
   /// Whether the teacher can score inputs outside its training set: `samples() < 0`. Evaluation-set
   /// accuracy and agreement are measured only for teachers that can.
   bool runs_on_inputs() const { return samples() < 0; }
