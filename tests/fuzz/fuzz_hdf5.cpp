@@ -4,6 +4,7 @@
 // rejected with kdistill::Error; never a crash, an uncaught HDF5 exception, or an allocation
 // far beyond what the file could hold.
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 
@@ -32,8 +33,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   });
   kdistill::fuzz::expect_clean([&] {
     kdistill::CachedTeacher teacher(path);
+    const auto& info = teacher.info();
+    if (teacher.top_k() > 0) {  // a topk cache: rows as the trainer reads them, and their dense stand-in
+      if (teacher.top_k() > info.classes || info.samples < 1) broken("CachedTeacher: top-k disagrees with its info");
+      auto out = teacher.outputs(torch::Tensor(), torch::arange(std::min<int64_t>(info.samples, 4)));
+      const auto& idx = out.topk.indices;
+      if (idx.size(1) != teacher.top_k() || idx.min().item<int64_t>() < 0 || idx.max().item<int64_t>() >= info.classes) {
+        broken("CachedTeacher: accepted top-k indices outside its classes");
+      }
+      if (out.logits.size(1) != info.classes || !torch::isfinite(out.logits).all().item<bool>()) {
+        broken("CachedTeacher: the top-k stand-in logits are not finite [n, classes]");
+      }
+      return;
+    }
     const auto& logits = teacher.all();
-    if (logits.dim() != 2 || logits.size(0) != teacher.info().samples || logits.size(1) != teacher.info().classes) {
+    if (logits.dim() != 2 || logits.size(0) != info.samples || logits.size(1) != info.classes) {
       broken("CachedTeacher: logits shape disagrees with its info");
     }
     if (!torch::isfinite(logits).all().item<bool>()) broken("CachedTeacher: accepted non-finite logits");

@@ -101,6 +101,26 @@ def write_hdf5():
     probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     with h5py.File(out("hdf5", "probs.h5"), "w") as f:
         f.create_dataset("probs", data=probs.astype(np.float64))
+    write_topk_cache(logits)
+
+
+def write_topk_cache(logits):
+    """A top-2 cache of the same logits, laid out as kdistill cache-teacher --format topk writes it."""
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    order = np.argsort(-logp, axis=1)[:, :2]
+    top = np.take_along_axis(logp, order, 1)
+    tail = np.log(np.maximum(1 - np.exp(top).sum(1), 1e-30))
+    with h5py.File(out("hdf5", "topk.h5"), "w") as f:
+        f.create_dataset("topk_logprobs", data=top.astype(np.float16), chunks=(2, 2), compression="gzip")
+        f.create_dataset("topk_indices", data=order.astype(np.int32), chunks=(2, 2), compression="gzip")
+        f.create_dataset("tail_logprob", data=tail.astype(np.float32), chunks=(2,), compression="gzip")
+        for key in ("teacher_sha256", "data_sha256"):
+            f.attrs[key] = "0" * 64
+        f.attrs["kdistill_version"] = "0.1.0"
+        f.attrs["format"] = "topk"
+        f.attrs["k"] = np.int64(2)
+        f.attrs["classes"] = np.int64(3)
+        f.attrs["bytes_per_row"] = 16.0
 
 
 def write_runtime():
