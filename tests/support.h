@@ -13,12 +13,13 @@
 #include <sstream>
 #include <string>
 
-#include <torch/types.h>
+#include <torch/torch.h>
 
 #include <map>
 #include <vector>
 
 #include "kdistill/core/error.h"
+#include "kdistill/data/tensor_dataset.h"
 
 #ifndef KDISTILL_PYTHON
 #define KDISTILL_PYTHON "/usr/bin/python3"
@@ -85,6 +86,16 @@ inline Output run(const std::string& command) {
   o.out = slurp(out_path);
   o.err = slurp(err_path);
   return o;
+}
+
+/// A 3-class problem of 8 features labelled by one fixed linear rule (the same for every seed):
+/// `n` samples drawn with `seed`.
+inline data::TensorDataset rule_data(int64_t n, uint64_t seed, const std::string& name = "rule") {
+  torch::manual_seed(seed);
+  auto x = torch::randn({n, 8});
+  torch::manual_seed(999);
+  auto w = torch::randn({8, 3});
+  return data::TensorDataset(x, x.matmul(w).argmax(1), 3, name);
 }
 
 /// The message of the kdistill::Error that `f` throws, or a marker when it throws none.

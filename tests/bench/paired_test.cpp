@@ -14,20 +14,9 @@
 #include "support.h"
 
 namespace kdistill::test {
-namespace {
-
-data::TensorDataset rule_data(int64_t n) {
-  torch::manual_seed(1);
-  auto x = torch::randn({n, 8});
-  torch::manual_seed(999);
-  auto w = torch::randn({8, 3});
-  return data::TensorDataset(x, x.matmul(w).argmax(1), 3, "rule");
-}
-
-}  // namespace
 
 TEST(Paired, CountsIntervalAgreementAndTheReviewList) {
-  auto data = rule_data(300);
+  auto data = rule_data(300, 1);
   torch::manual_seed(2);
   Model a(mlp(8, {16}, 3), "mlp:16");
   torch::manual_seed(3);
@@ -85,7 +74,7 @@ TEST(Paired, CountsIntervalAgreementAndTheReviewList) {
 }
 
 TEST(Paired, RefusesUnlabelledSamplesAndMismatchedClasses) {
-  auto data = rule_data(50);
+  auto data = rule_data(50, 1);
   Model a(mlp(8, {4}, 3), "a"), five(mlp(8, {4}, 5), "five");
   auto o = bench::PairedOptions().batch_sizes({});
   EXPECT_THAT(error_of([&] { bench::compare_paired(a, five, data, o); }),

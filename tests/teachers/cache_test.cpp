@@ -25,13 +25,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-data::TensorDataset toy(int64_t n) {
-  torch::manual_seed(4);
-  auto x = torch::randn({n, 8});
-  torch::manual_seed(999);
-  auto w = torch::randn({8, 3});
-  return data::TensorDataset(x, x.matmul(w).argmax(1), 3, "toy");
-}
+data::TensorDataset toy(int64_t n) { return rule_data(n, 4, "toy"); }
 
 // A small student distilled for 2 epochs from `teacher` on `ds`, from fixed initial weights.
 std::vector<torch::Tensor> distil_toy_student(std::shared_ptr<Teacher> teacher, const data::TensorDataset& ds,

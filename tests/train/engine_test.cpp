@@ -18,14 +18,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-data::TensorDataset rule_data(int64_t n, uint64_t seed) {
-  torch::manual_seed(seed);
-  auto x = torch::randn({n, 8});
-  torch::manual_seed(999);
-  auto w = torch::randn({8, 3});
-  return data::TensorDataset(x, x.matmul(w).argmax(1), 3, "rule");
-}
-
 Model mlp16(uint64_t seed) {
   torch::manual_seed(seed);
   return Model(mlp(8, {16}, 3), "mlp:16");
