@@ -13,8 +13,8 @@
 
 #include "kdistill/core/precision.h"
 
-// TorchScript modules appear only by reference here; <torch/script.h> (about a third of a
-// translation unit's LibTorch headers) is for the files that run them.
+// TorchScript modules appear only by reference here; <torch/script.h>, with its loader and
+// interpreter headers, is for the files that run them.
 namespace torch::jit {
 struct Module;
 }  // namespace torch::jit
