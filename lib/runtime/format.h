@@ -13,8 +13,17 @@
 
 namespace kdistill::runtime_format {
 
-/// The root attribute `format` of every file (the layout is in kdistill/export/export.h).
-inline constexpr const char* kFormat = "kdistill-runtime-1";
+/// The root attribute `format` of the files export_model writes: a graph of nodes (the layout is
+/// in kdistill/export/export.h).
+inline constexpr const char* kFormat = "kdistill-runtime-2";
+/// The first format, a chain of layers in group `layers`: still read.
+inline constexpr const char* kFormatChain = "kdistill-runtime-1";
+
+/// Node types, as the file names them. Both sides use these lists in their messages.
+inline constexpr const char* kNodeTypes =
+    "Linear, Conv2d (grouped, depthwise, strided, padded, dilated), Affine (a BatchNorm not folded), ReLU, "
+    "Hardtanh (ReLU6), GELU, SiLU, Hardswish, Hardsigmoid, Tanh, Sigmoid, MaxPool2d, AvgPool2d, "
+    "GlobalAvgPool2d, Flatten, Reshape, Add, Mul, Concat";
 
 /// "[1, 28, 28]".
 inline std::string shape_str(const std::vector<int64_t>& shape) {

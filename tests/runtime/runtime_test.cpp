@@ -274,7 +274,8 @@ TEST(RuntimeLoad, RefusesBrokenFilesNamingTheProblem) {
   EXPECT_EQ(runtime::Model::load(dir / "good.h5").num_classes(), 3);
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"no_layers.h5", "has no group 'layers'"},
-      {"bad_format.h5", "format is \"onnx\", expected \"kdistill-runtime-1\""},
+      {"bad_format.h5", "format is \"onnx\", expected \"kdistill-runtime-2\" (or the older \"kdistill-runtime-1\"); "
+                        "re-export the model"},
       {"chain.h5", "layer 1 (Linear): in_features is 6 but its input has 5 features"},
       {"no_weight.h5", "layer 0 (Linear): has no dataset 'weight'"},
       {"classes.h5", "the last layer gives [3] per input, but num_classes is 7"},
