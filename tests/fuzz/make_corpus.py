@@ -163,6 +163,43 @@ def write_runtime():
         ("Sigmoid", {}, {}),
     ])
 
+    # Format 2: a graph whose nodes name their inputs (value 0 is the input, k + 1 node k's output).
+    with h5py.File(out("runtime", "graph.h5"), "w") as f:
+        f.attrs["format"] = np.bytes_("kdistill-runtime-2")
+        f.attrs["kdistill_version"] = np.bytes_("0.2.0")
+        f.attrs["arch"] = np.bytes_("graph")
+        f.attrs["input_shape"] = np.array([2, 4, 4], dtype=np.int64)
+        f.attrs["num_classes"] = np.int64(3)
+        f.attrs["mean"] = np.float64(0.5)
+        f.attrs["std"] = np.float64(0.25)
+        g = f.create_group("nodes")
+        nodes = [
+            ("Conv2d", [0], {"in_channels": 2, "out_channels": 4, "groups": 2, "kernel_size": [3, 3],
+                             "stride": [1, 1], "padding": [2, 2], "dilation": [2, 2]},
+             {"weight": (4, 1, 3, 3), "bias": (4,)}),                                   # 1: [4, 4, 4]
+            ("Affine", [1], {}, {"weight": (4,), "bias": (4,)}),                        # 2
+            ("Hardtanh", [2], {"min_val": -1.0, "max_val": 1.0}, {}),                   # 3
+            ("GlobalAvgPool2d", [3], {}, {}),                                           # 4: [4, 1, 1]
+            ("Hardsigmoid", [4], {}, {}),                                               # 5
+            ("Mul", [3, 5], {}, {}),                                                    # 6
+            ("Add", [6, 1], {}, {}),                                                    # 7
+            ("Concat", [7, 0], {}, {}),                                                 # 8: [6, 4, 4]
+            ("AvgPool2d", [8], {"kernel_size": [3, 3], "stride": [2, 2], "padding": [1, 1],
+                                "count_include_pad": 0}, {}),                           # 9: [6, 2, 2]
+            ("Reshape", [9], {"shape": [6, 4]}, {}),                                    # 10
+            ("SiLU", [10], {}, {}),                                                     # 11
+            ("Flatten", [11], {}, {}),                                                  # 12: [24]
+            ("Linear", [12], {"in_features": 24, "out_features": 3}, {"weight": (3, 24), "bias": (3,)}),
+        ]
+        for i, (kind, inputs, attrs, weights) in enumerate(nodes):
+            node = g.create_group(str(i))
+            node.attrs["type"] = np.bytes_(kind)
+            node.attrs["inputs"] = np.array(inputs, dtype=np.int64)
+            for k, v in attrs.items():
+                node.attrs[k] = np.float64(v) if isinstance(v, float) else np.array(v, dtype=np.int64)
+            for k, shape in weights.items():
+                node[k] = rng.normal(size=shape).astype(np.float32)
+
 
 if __name__ == "__main__":
     write_idx()

@@ -292,6 +292,76 @@ TEST(RuntimeLoad, RefusesBrokenFilesNamingTheProblem) {
   }
 }
 
+// Graph files (format 2) whose nodes do not fit together are refused before any allocation,
+// naming the node; a well-formed graph with a residual, a per-channel product and a concatenation
+// computes what numpy computes.
+TEST(RuntimeLoad, GraphFilesAreCheckedNodeByNode) {
+  if (!have_python_module("h5py")) GTEST_SKIP() << "python3-h5py is not installed (" KDISTILL_PYTHON "): skipped";
+  TempDir dir;
+  auto r = python("import h5py, numpy as np\n"
+                  "d = r'" + dir.path() + "'\n"
+                  "rng = np.random.default_rng(0)\n"
+                  "def model(name, nodes, shape=(2, 3, 3), classes=3):\n"
+                  "    with h5py.File(d + '/' + name, 'w') as f:\n"
+                  "        f.attrs['format'] = 'kdistill-runtime-2'\n"
+                  "        f.attrs['input_shape'] = np.array(shape, dtype=np.int64)\n"
+                  "        f.attrs['num_classes'] = np.int64(classes)\n"
+                  "        f.attrs['mean'] = 0.0\n"
+                  "        f.attrs['std'] = 1.0\n"
+                  "        g = f.create_group('nodes')\n"
+                  "        for i, (kind, inputs, attrs, weights) in enumerate(nodes):\n"
+                  "            n = g.create_group(str(i))\n"
+                  "            n.attrs['type'] = kind\n"
+                  "            n.attrs['inputs'] = np.array(inputs, dtype=np.int64)\n"
+                  "            for k, v in attrs.items(): n.attrs[k] = np.array(v, dtype=np.int64)\n"
+                  "            for k, v in weights.items(): n[k] = v.astype(np.float32)\n"
+                  "w = rng.normal(size=(3, 4 * 9)); b = rng.normal(size=3)\n"
+                  "lin = lambda i, n_in: ('Linear', [i], {'in_features': n_in, 'out_features': 3}, {'weight': w[:, :n_in], 'bias': b})\n"
+                  // y = Linear(flatten(cat(x + x * s, x))), s = per-channel values of a global pool
+                  "good = [('GlobalAvgPool2d', [0], {}, {}), ('Mul', [0, 1], {}, {}), ('Add', [0, 2], {}, {}),\n"
+                  "        ('Concat', [3, 0], {}, {}), ('Flatten', [4], {}, {}), lin(5, 36)]\n"
+                  "model('good.h5', good)\n"
+                  "x = rng.random((2, 2, 3, 3)).astype(np.float32); x.tofile(d + '/x.bin')\n"
+                  "s = x.mean(axis=(2, 3), keepdims=True)\n"
+                  "y = np.concatenate([x + x * s, x], axis=1).reshape(2, -1) @ w.T + b\n"
+                  "y.astype(np.float32).tofile(d + '/y.bin')\n"
+                  "model('later.h5', [('ReLU', [2], {}, {}), ('Flatten', [1], {}, {}), lin(2, 18)])\n"
+                  "model('no_inputs.h5', [('ReLU', [], {}, {})])\n"
+                  "model('add.h5', [('GlobalAvgPool2d', [0], {}, {}), ('Flatten', [1], {}, {}), ('Add', [0, 2], {}, {})])\n"
+                  "model('cat.h5', [('MaxPool2d', [0], {'kernel_size': 2, 'stride': 1}, {}), ('Concat', [0, 1], {}, {})])\n"
+                  "model('reshape.h5', [('Reshape', [0], {'shape': [5, 4]}, {})])\n"
+                  "model('groups.h5', [('Conv2d', [0], {'in_channels': 2, 'out_channels': 3, 'groups': 2,\n"
+                  "        'kernel_size': 1, 'stride': 1, 'padding': 0}, {})])\n"
+                  "model('pool_pad.h5', [('MaxPool2d', [0], {'kernel_size': 2, 'stride': 1, 'padding': 2}, {})])\n"
+                  "model('arity.h5', [('Mul', [0], {}, {})])\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto rt = runtime::Model::load(dir / "good.h5");
+  std::vector<float> x(36), expected(6);
+  std::ifstream(dir / "x.bin", std::ios::binary).read(reinterpret_cast<char*>(x.data()), 36 * sizeof(float));
+  std::ifstream(dir / "y.bin", std::ios::binary).read(reinterpret_cast<char*>(expected.data()), 6 * sizeof(float));
+  const auto got = rt.predict(x);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-5 * std::max(1.0f, std::abs(expected[i])));
+  EXPECT_THAT(rt.describe(), HasSubstr("Concat -> [4, 3, 3] <- 2 x")) << rt.describe();
+
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"later.h5", "node 0 (ReLU): input 2 is not an earlier value"},
+      {"no_inputs.h5", "node 0 (ReLU): attribute 'inputs' is empty"},
+      {"add.h5", "node 2 (Add): cannot combine [2, 3, 3] with [2]"},
+      {"cat.h5", "node 1 (Concat): cannot concatenate [2, 3, 3] and [2, 2, 2] on channels"},
+      {"reshape.h5", "node 0 (Reshape): cannot reshape [2, 3, 3] to [5, 4]"},
+      {"groups.h5", "node 0 (Conv2d): groups 2 must be > 0 and divide in_channels 2 and out_channels 3"},
+      {"pool_pad.h5", "node 0 (MaxPool2d): padding must be at most half the kernel, got 2x2"},
+      {"arity.h5", "node 0 (Mul): takes 2 inputs, got 1"},
+  };
+  for (const auto& [name, problem] : cases) {
+    const std::string path = dir / name;
+    const auto msg = error_of([&] { runtime::Model::load(path); });
+    EXPECT_THAT(msg, HasSubstr(path)) << name << ": " << msg;
+    EXPECT_THAT(msg, HasSubstr(problem)) << name << ": " << msg;
+  }
+}
+
 // One Model shared by 4 threads, each predicting 200 times on its own inputs and batch size,
 // gives exactly the single-threaded results.
 TEST(Runtime, ConcurrentCallersShareOneModel) {
