@@ -490,13 +490,47 @@ void grow(std::vector<float>& v, int64_t n) {
   if (v.size() < static_cast<size_t>(n)) v.resize(static_cast<size_t>(n));
 }
 
+// dst = lhs * rhs in tiles small enough that Eigen packs each operand block on the stack (it
+// takes blocks over EIGEN_STACK_ALLOCATION_LIMIT, 128 KiB, from the heap, and the block sizes it
+// picks depend on the caches the CPU reports). Every tile has at most kPackFloats floats of
+// either operand, so predict() allocates nothing whatever the layer's size.
+constexpr Eigen::Index kPackFloats = 32768;  // 128 KiB, the limit itself
+
+template <typename Dst, typename Lhs, typename Rhs>
+void product(Dst dst, const Lhs& lhs, const Rhs& rhs) {
+  using Eigen::Index;
+  const Index rows = lhs.rows(), depth = lhs.cols(), cols = rhs.cols();
+  const Index kt = std::min<Index>(depth, kPackFloats / 8);
+  const Index tile = std::max<Index>(8, kPackFloats / kt / 8 * 8);  // rows of lhs, columns of rhs
+  // A matrix-vector product packs nothing (a copy of the vector, if any, is small).
+  if (rows == 1 || cols == 1 || (rows <= tile && cols <= tile && depth == kt)) {
+    dst.noalias() = lhs * rhs;
+    return;
+  }
+  for (Index k = 0; k < depth; k += kt) {
+    const Index kk = std::min(kt, depth - k);
+    for (Index i = 0; i < rows; i += tile) {
+      const Index ii = std::min(tile, rows - i);
+      for (Index j = 0; j < cols; j += tile) {
+        const Index jj = std::min(tile, cols - j);
+        auto out = dst.block(i, j, ii, jj);
+        if (k == 0) {
+          out.noalias() = lhs.block(i, k, ii, kk) * rhs.block(k, j, kk, jj);
+        } else {
+          out.noalias() += lhs.block(i, k, ii, kk) * rhs.block(k, j, kk, jj);
+        }
+      }
+    }
+  }
+}
+
 // y = x W^T + b over n rows.
 void linear(const Node& l, int64_t in_size, const float* x, int64_t n, float* y) {
   Eigen::Map<const RowMatrix> in(x, n, in_size);
   Eigen::Map<const RowMatrix> w(l.weight.data(), l.out_size, in_size);
   Eigen::Map<const Eigen::RowVectorXf> b(l.bias.data(), l.out_size);
   Eigen::Map<RowMatrix> out(y, n, l.out_size);
-  out.noalias() = in * w.transpose();
+  product(Eigen::Ref<RowMatrix>(out), in, w.transpose());
   out.rowwise() += b;
 }
 
@@ -587,7 +621,7 @@ void conv2d(const Node& l, const std::vector<int64_t>& in, int64_t in_size, cons
       Eigen::Map<const RowMatrix> w(l.weight.data() + g * group_out * depth, group_out, depth);
       Eigen::Map<const Eigen::VectorXf> b(l.bias.data() + g * group_out, group_out);
       Eigen::Map<RowMatrix> out(out_sample + g * group_out * positions, group_out, positions);
-      out.noalias() = w * cols;
+      product(Eigen::Ref<RowMatrix>(out), w, cols);
       out.colwise() += b;
     }
   }

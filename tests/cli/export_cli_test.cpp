@@ -55,6 +55,56 @@ TEST(ExportCli, WritesAFileTheRuntimeServesWithTheSameLogits) {
   EXPECT_LE((got - ref).abs().max().item<double>(), 1e-5 * std::max(1.0, ref.abs().max().item<double>()));
 }
 
+// The user story of the graph export: a ResNet written as a Python class, with residual blocks
+// and a 1x1 shortcut, exports and serves; an operation the runtime lacks is one error line that
+// names it and its source line, exit status 1, and no file.
+TEST(ExportCli, AResNetClassExportsAndAnUnsupportedOperationIsOneErrorLine) {
+  KDISTILL_REQUIRE_PYTHON_TORCH();
+  TempDir dir;
+  auto r = python("import torch, torch.nn as nn, torch.nn.functional as F\n"
+                  "torch.manual_seed(0)\n"
+                  "class Block(nn.Module):\n"
+                  "    def __init__(self):\n"
+                  "        super().__init__()\n"
+                  "        self.conv = nn.Conv2d(4, 8, 3, 2, 1, bias=False)\n"
+                  "        self.bn = nn.BatchNorm2d(8)\n"
+                  "        self.short = nn.Conv2d(4, 8, 1, 2)\n"
+                  "    def forward(self, x):\n"
+                  "        return F.relu(self.bn(self.conv(x)) + self.short(x))\n"
+                  "class Net(nn.Module):\n"
+                  "    def __init__(self):\n"
+                  "        super().__init__()\n"
+                  "        self.stem = nn.Conv2d(1, 4, 3, padding=1)\n"
+                  "        self.block = Block()\n"
+                  "        self.fc = nn.Linear(8, 10)\n"
+                  "    def forward(self, x):\n"
+                  "        x = self.block(F.relu(self.stem(x)))\n"
+                  "        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))\n"
+                  "class Odd(nn.Module):\n"
+                  "    def __init__(self):\n"
+                  "        super().__init__()\n"
+                  "        self.net = Net()\n"
+                  "    def forward(self, x):\n"
+                  "        return torch.log_softmax(self.net(x), 1)\n"
+                  "torch.jit.script(Net().eval()).save(r'" + dir / "resnet.pt" + "')\n"
+                  "torch.jit.script(Odd().eval()).save(r'" + dir / "odd.pt" + "')\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto o = cli("export --model " + dir / "resnet.pt" + " --out " + dir / "resnet.h5");
+  ASSERT_EQ(o.status, 0) << o.err;
+  EXPECT_NE(o.out.find("Add -> [8, 14, 14] <- "), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("GlobalAvgPool2d -> [8, 1, 1]"), std::string::npos) << o.out;
+  EXPECT_EQ(runtime::Model::load(dir / "resnet.h5").num_classes(), 10);
+
+  o = cli("export --model " + dir / "odd.pt" + " --out " + dir / "odd.h5");
+  EXPECT_EQ(o.status, 1);
+  expect_one_error_line(o, "export_model: aten::log_softmax at ");
+  EXPECT_NE(o.err.find("snippet.py:"), std::string::npos) << o.err;
+  EXPECT_NE(o.err.find("(`return torch.log_softmax(self.net(x), 1)`) is not supported; supported: "),
+            std::string::npos)
+      << o.err;
+  EXPECT_FALSE(std::filesystem::exists(dir / "odd.h5"));
+}
+
 TEST(ExportCli, UsageErrorsExitTwo) {
   TempDir dir;
   const std::vector<std::string> usage_errors = {"export --out " + dir / "s.h5", "export --model x.pt",

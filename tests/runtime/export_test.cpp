@@ -560,6 +560,22 @@ TEST_F(GraphExport, RefusesNamingTheOperationItsSourceLineAndTheSupportedOnes) {
   EXPECT_THAT(msg, HasSubstr("is not supported; supported: ")) << msg;
 }
 
+// predict() allocates nothing per call after warm-up: counted by a separate program that
+// replaces malloc (Eigen's and the C++ library's allocations included), on the graph students,
+// with normalisation, at batch sizes on both sides of the 64-sample chunk.
+TEST_F(GraphExport, PredictAllocatesNothingPerCallAfterWarmUp) {
+  TempDir out;
+  for (const char* student : {"resnet", "mobilenet", "mlp_class"}) {
+    SCOPED_TRACE(student);
+    const std::string file = out / (std::string(student) + ".h5");
+    export_model(Model::load_torchscript(path(std::string(student) + "_script.pt")), file,
+                 ExportOptions().input_shape({1, 28, 28}).mean(0.5).std(0.25));
+    const auto o = run(std::string(KDISTILL_RUNTIME_ALLOC_CHECK) + " " + file + " 1 8 64 70");
+    EXPECT_EQ(o.status, 0) << o.out << o.err;
+    EXPECT_THAT(o.out, HasSubstr("allocations after warm-up: 0")) << o.out << o.err;
+  }
+}
+
 // The C++ Sequential path takes the same new operations.
 TEST(Export, CppSequentialGroupedDilatedPaddedAndAffine) {
   torch::manual_seed(4);

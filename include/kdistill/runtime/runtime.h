@@ -36,9 +36,12 @@ struct Network;  // the loaded layers (opaque)
 /// ```
 class Model {
  public:
-  /// Reads and checks an exported model: its `format`, every layer's type, attributes and
-  /// weights, and that the layer shapes chain from `input_shape` to `[num_classes]`. Throws
-  /// `kdistill::Error` naming the file and the problem. Loads in several threads take turns.
+  /// Reads and checks an exported model: its `format` (`kdistill-runtime-2`, a graph of nodes, or
+  /// the older `kdistill-runtime-1`, a chain of layers), every node's type, inputs, attributes
+  /// and weights, and that the shapes fit from `input_shape` to `[num_classes]`, before it
+  /// allocates anything for them. Then plans the activation buffers once: a buffer is reused as
+  /// soon as the last reader of its value has run. Throws `kdistill::Error` naming the file, the
+  /// node and the problem. Loads in several threads take turns.
   static Model load(const std::string& path);
 
   /// The shape of one input, e.g. {1, 28, 28}.
@@ -50,7 +53,8 @@ class Model {
   /// The normalisation applied to raw inputs before the first layer: x' = (x - mean) / std.
   double mean() const;
   double stddev() const;
-  /// The number of layers run (BatchNorm is folded into its Linear/Conv2d; Dropout is gone).
+  /// The number of nodes run (layers in a file of the first format). BatchNorm folded into a
+  /// convolution and Dropout are gone.
   int64_t num_layers() const;
 
   /// Logits for `batch` inputs. `input` is row-major `[batch, input_size()]` raw inputs (the
@@ -62,8 +66,10 @@ class Model {
   /// Convenience form: `input.size()` must be a multiple of `input_size()`; returns the logits.
   std::vector<float> predict(const std::vector<float>& input) const;
 
-  /// A multi-line summary: file, input shape, normalisation, then one line per layer with its
-  /// output shape, e.g. "  0 Conv2d 1->8 k3x3 s1x1 p1x1 -> [8, 28, 28]".
+  /// A multi-line summary: file, format, input shape, normalisation, node and buffer counts, then
+  /// one line per node with its output shape, and its inputs where it does not read the node
+  /// before it (x is the input), e.g. "  0 Conv2d 1->8 k3x3 s1x1 p1x1 -> [8, 28, 28]" and
+  /// "  11 Add -> [16, 14, 14] <- 9 10".
   std::string describe() const;
 
  private:
