@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <cstdlib>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -558,6 +559,45 @@ TEST_F(GraphExport, RefusesNamingTheOperationItsSourceLineAndTheSupportedOnes) {
   msg = refusal("data_branch");  // the branch's condition is a reduction of the data
   EXPECT_THAT(msg, HasSubstr("aten::sum at ")) << msg;
   EXPECT_THAT(msg, HasSubstr("is not supported; supported: ")) << msg;
+}
+
+// Sets an environment variable for one scope.
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) { ::setenv(name, value, 1); }
+  ~ScopedEnv() { ::unsetenv(name_); }
+  ScopedEnv(const ScopedEnv&) = delete;
+  ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+ private:
+  const char* name_;
+};
+
+// Both builds of the kernels (the portable one, and AVX2 + FMA where the CPU has them) match
+// LibTorch on every case, and describe() says which one runs.
+TEST_F(GraphExport, BothKernelBuildsMatchLibTorch) {
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  for (const char* kernels : {"generic", "avx2"}) {
+    if (std::string(kernels) == "avx2" && !avx2) continue;
+    SCOPED_TRACE(kernels);
+    ScopedEnv env("KDISTILL_RUNTIME_KERNELS", kernels);
+    for (const auto& [name, shape] : manifest()) {
+      SCOPED_TRACE(name);
+      expect_parity(Model::load_torchscript(path(name + ".pt")), shape);
+    }
+    TempDir out;
+    export_model(Model::load_torchscript(path("mobilenet_script.pt")), out / "m.h5",
+                 ExportOptions().input_shape({1, 28, 28}));
+    EXPECT_THAT(runtime::Model::load(out / "m.h5").describe(), HasSubstr(std::string(kernels) + " kernels"));
+  }
+  {
+    ScopedEnv env("KDISTILL_RUNTIME_KERNELS", "sse9");
+    TempDir out;
+    export_model(Model::load_torchscript(path("mlp_class_script.pt")), out / "m.h5");
+    const auto msg = error_of([&] { runtime::Model::load(out / "m.h5"); });
+    EXPECT_THAT(msg, HasSubstr("KDISTILL_RUNTIME_KERNELS is \"sse9\"; expected \"generic\" or \"avx2\"")) << msg;
+  }
+  if (!avx2) GTEST_SKIP() << "this CPU lacks AVX2 or FMA: only the generic kernels were checked";
 }
 
 // predict() allocates nothing per call after warm-up: counted by a separate program that
