@@ -71,6 +71,14 @@ void linear(const Node& l, int64_t in_size, const float* x, int64_t n, float* y)
   out.rowwise() += b;
 }
 
+// The output columns [j0, j1) whose input column j * stride + offset lies inside [0, width).
+void inside(int64_t out_width, int64_t stride, int64_t offset, int64_t width, int64_t& j0, int64_t& j1) {
+  j0 = 0;
+  j1 = out_width;
+  while (j0 < out_width && j0 * stride + offset < 0) ++j0;
+  while (j1 > j0 && (j1 - 1) * stride + offset >= width) --j1;
+}
+
 // Lays out the receptive fields of `channels` planes of [H, W] as the columns of a
 // [channels * kh * kw, OH * OW] matrix (zeros where the window covers padding).
 void im2col(const Node& l, const std::vector<int64_t>& in, int64_t channels, const float* x, float* col) {
@@ -80,6 +88,9 @@ void im2col(const Node& l, const std::vector<int64_t>& in, int64_t channels, con
   for (int64_t c = 0; c < channels; ++c) {
     for (int64_t ki = 0; ki < l.kh; ++ki) {
       for (int64_t kj = 0; kj < l.kw; ++kj, row += oh * ow) {
+        const int64_t offset = kj * l.dw - l.pw;
+        int64_t j0 = 0, j1 = 0;
+        inside(ow, l.sw, offset, w, j0, j1);
         for (int64_t i = 0; i < oh; ++i) {
           float* dst = row + i * ow;
           const int64_t ih = i * l.sh - l.ph + ki * l.dh;
@@ -87,16 +98,14 @@ void im2col(const Node& l, const std::vector<int64_t>& in, int64_t channels, con
             std::fill(dst, dst + ow, 0.0f);
             continue;
           }
-          const float* src = x + (c * h + ih) * w;
-          const int64_t offset = kj * l.dw - l.pw;
-          if (l.sw == 1 && offset >= 0 && offset + ow <= w) {
-            std::copy(src + offset, src + offset + ow, dst);
-            continue;
+          const float* src = x + (c * h + ih) * w + offset;
+          std::fill(dst, dst + j0, 0.0f);
+          if (l.sw == 1) {
+            std::copy(src + j0, src + j1, dst + j0);
+          } else {
+            for (int64_t j = j0; j < j1; ++j) dst[j] = src[j * l.sw];
           }
-          for (int64_t j = 0; j < ow; ++j) {
-            const int64_t iw = j * l.sw + offset;
-            dst[j] = (iw >= 0 && iw < w) ? src[iw] : 0.0f;
-          }
+          std::fill(dst + j1, dst + ow, 0.0f);
         }
       }
     }
@@ -118,9 +127,8 @@ void depthwise(const Node& l, const std::vector<int64_t>& in, const float* x, fl
       for (int64_t kj = 0; kj < l.kw; ++kj) {
         const float tap = taps[ki * l.kw + kj];
         const int64_t offset = kj * l.dw - l.pw;
-        int64_t j0 = 0, j1 = ow;  // the output columns whose input column is inside the plane
-        while (j0 < ow && j0 * l.sw + offset < 0) ++j0;
-        while (j1 > j0 && (j1 - 1) * l.sw + offset >= w) --j1;
+        int64_t j0 = 0, j1 = 0;
+        inside(ow, l.sw, offset, w, j0, j1);
         for (int64_t i = 0; i < oh; ++i) {
           const int64_t ih = i * l.sh - l.ph + ki * l.dh;
           if (ih < 0 || ih >= h) continue;
@@ -159,7 +167,7 @@ void conv2d(const Node& l, const std::vector<int64_t>& in, int64_t in_size, cons
       Eigen::Map<const Eigen::VectorXf> b(l.bias.data() + g * group_out, group_out);
       Eigen::Map<RowMatrix> out(out_sample + g * group_out * positions, group_out, positions);
       product(Eigen::Ref<RowMatrix>(out), w, cols);
-      out.colwise() += b;
+      for (int64_t c = 0; c < group_out; ++c) out.row(c).array() += b[c];
     }
   }
 }
