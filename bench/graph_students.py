@@ -2,7 +2,7 @@
 """Students written the way a Python user writes them, for the graph-export benchmark
 (bench/run_graph_students.sh): a ResNet with residual blocks and a 1x1 shortcut (under 20k
 parameters), a MobileNetV2-style student of inverted residuals with depthwise convolutions, and
-the MLP-64 student written as a class. Saves each untrained and scripted.
+the MLP-64 student written as a class. Saves each untrained and scripted. The export tests import these classes, at smaller widths.
 Usage: graph_students.py OUT_DIR"""
 import os
 import sys
@@ -31,12 +31,13 @@ class BasicBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    def __init__(self, classes=10):
+    def __init__(self, width=16, classes=10):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 1, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU(inplace=True))
-        self.layer1 = BasicBlock(16, 16, 1)
-        self.layer2 = BasicBlock(16, 32, 2)
-        self.fc = nn.Linear(32, classes)
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))
+        self.layer1 = BasicBlock(width, width, 1)
+        self.layer2 = BasicBlock(width, 2 * width, 2)
+        self.fc = nn.Linear(2 * width, classes)
 
     def forward(self, x):
         x = self.layer2(self.layer1(self.stem(x)))
@@ -62,13 +63,14 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNet(nn.Module):
-    def __init__(self, classes=10):
+    def __init__(self, width=16, wide=24, classes=10):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 16, 3, 2, 1, bias=False), nn.BatchNorm2d(16), nn.ReLU6(inplace=True))
-        self.features = nn.Sequential(InvertedResidual(16, 16, 1, 4), InvertedResidual(16, 24, 2, 4),
-                                      InvertedResidual(24, 24, 1, 4))
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, 2, 1, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU6(inplace=True))
+        self.features = nn.Sequential(InvertedResidual(width, width, 1, 4), InvertedResidual(width, wide, 2, 4),
+                                      InvertedResidual(wide, wide, 1, 4))
         self.dropout = nn.Dropout(0.2)
-        self.fc = nn.Linear(24, classes)
+        self.fc = nn.Linear(wide, classes)
 
     def forward(self, x):
         x = self.features(self.stem(x)).mean((2, 3))

@@ -91,7 +91,9 @@ class Reader {
   }
 
  private:
-  static std::string who(const jit::Node* n) { return std::string("export_model: ") + n->kind().toQualString() + origin(n); }
+  static std::string who(const jit::Node* n) {
+    return std::string("export_model: ") + n->kind().toQualString() + origin(n);
+  }
 
   // A branch on a condition known when exporting (a check of the input's rank, say): the branch
   // taken is read in its place.
@@ -268,6 +270,15 @@ class Reader {
     return graph_.conv(tensor_arg(n, 0), c, who(n));
   }
 
+  // A pooling window: kernel_size, stride and padding at 1, 2 and 3.
+  Pool window(const jit::Node* n) {
+    Pool p;
+    p.kernel = ints_arg(n, 1, "kernel_size");
+    p.stride = ints_arg(n, 2, "stride");
+    p.padding = ints_arg(n, 3, "padding");
+    return p;
+  }
+
   int64_t activation(const jit::Node* n, const std::string& op) {
     Node node;
     if (op == "relu") {
@@ -335,18 +346,12 @@ class Reader {
                op == "hardswish" || op == "hardsigmoid" || op == "tanh" || op == "sigmoid") {
       out = activation(n, op);
     } else if (op == "max_pool2d") {  // (x, kernel, stride, padding, dilation, ceil_mode)
-      Pool p;
-      p.kernel = ints_arg(n, 1, "kernel_size");
-      p.stride = ints_arg(n, 2, "stride");
-      p.padding = ints_arg(n, 3, "padding");
+      Pool p = window(n);
       p.dilation = ints_arg(n, 4, "dilation");
       p.ceil_mode = bool_arg(n, 5, "ceil_mode");
       out = graph_.pool("MaxPool2d", tensor_arg(n, 0), p, w);
     } else if (op == "avg_pool2d") {  // (x, kernel, stride, padding, ceil_mode, count_include_pad, divisor)
-      Pool p;
-      p.kernel = ints_arg(n, 1, "kernel_size");
-      p.stride = ints_arg(n, 2, "stride");
-      p.padding = ints_arg(n, 3, "padding");
+      Pool p = window(n);
       p.ceil_mode = bool_arg(n, 4, "ceil_mode");
       p.count_include_pad = bool_arg(n, 5, "count_include_pad");
       p.divisor_override = !arg(n, 6).isNone();

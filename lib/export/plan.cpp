@@ -18,6 +18,7 @@ namespace kdistill::export_plan {
 namespace {
 
 using runtime_format::shape_str;
+using runtime_format::per_channel_of;
 
 torch::Tensor cpu_double(const torch::Tensor& t) { return t.detach().to(torch::kCPU).to(torch::kDouble); }
 torch::Tensor cpu_float(const torch::Tensor& t) { return t.detach().to(torch::kCPU).to(torch::kFloat).contiguous(); }
@@ -57,10 +58,6 @@ void need_image(const std::vector<int64_t>& shape, const std::string& who) {
   check(shape.size() == 3, who, ": needs [C, H, W] inputs, but gets ", shape_str(shape));
 }
 
-bool per_channel_of(const std::vector<int64_t>& small, const std::vector<int64_t>& big) {
-  if (small.size() != big.size() || small.empty() || small[0] != big[0]) return false;
-  return std::all_of(small.begin() + 1, small.end(), [](int64_t d) { return d == 1; });
-}
 
 }  // namespace
 

@@ -4,6 +4,7 @@
 // (runtime/runtime.cpp, Eigen only). Private to the library and free of LibTorch, so both sides
 // agree on the format name, the shape arithmetic and its bounds.
 
+#include <algorithm>
 #include <cstdint>
 #include <sstream>
 #include <string>
@@ -47,6 +48,13 @@ inline int64_t slide(int64_t size, int64_t kernel, int64_t stride, int64_t pad, 
   check(size + 2 * pad >= kernel, where, "kernel ", kernel, " is larger than its input (", size, " + padding ",
         2 * pad, ")");
   return (size + 2 * pad - kernel) / stride + 1;
+}
+
+/// Whether `small` is one value per channel of `big`: the same rank, big's channels, ones
+/// elsewhere ([C, 1, 1] against [C, H, W]). Add and Mul take equal shapes or this.
+inline bool per_channel_of(const std::vector<int64_t>& small, const std::vector<int64_t>& big) {
+  if (small.size() != big.size() || small.empty() || small[0] != big[0]) return false;
+  return std::all_of(small.begin() + 1, small.end(), [](int64_t d) { return d == 1; });
 }
 
 }  // namespace kdistill::runtime_format

@@ -28,6 +28,7 @@ using detail::Scratch;
 using runtime_format::kFormat;
 using runtime_format::kFormatChain;
 using runtime_format::kNodeTypes;
+using runtime_format::per_channel_of;
 using runtime_format::shape_str;
 using runtime_format::slide;
 
@@ -140,11 +141,6 @@ void need_image(const std::vector<int64_t>& in, const std::string& where) {
   check(in.size() == 3, where, "needs [C, H, W] inputs, got ", shape_str(in));
 }
 
-// Whether `small` is one value per channel of `big`: the same rank, big's channels, ones elsewhere.
-bool per_channel_of(const std::vector<int64_t>& small, const std::vector<int64_t>& big) {
-  if (small.size() != big.size() || small.empty() || small[0] != big[0]) return false;
-  return std::all_of(small.begin() + 1, small.end(), [](int64_t d) { return d == 1; });
-}
 
 void read_conv(const H5::Group& group, const std::string& where, const std::vector<int64_t>& in, Node& l) {
   need_image(in, where);

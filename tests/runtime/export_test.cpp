@@ -61,10 +61,9 @@ void expect_parity(Model model, const std::vector<int64_t>& shape) {
   EXPECT_LE((got - ref).abs().max().item<double>(), 1e-5 * scale) << rt.describe();
 }
 
-// Python fixtures: TorchScript students with non-trivial BatchNorm statistics, in eval mode.
-constexpr const char* kPyModels = R"(
+// Python: puts every BatchNorm of a module in eval mode with non-trivial statistics.
+constexpr const char* kPyRandomize = R"(
 import torch, torch.nn as nn
-torch.manual_seed(0)
 def randomize(m):
     for x in m.modules():
         if isinstance(x, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -74,6 +73,11 @@ def randomize(m):
                 x.weight.copy_(torch.randn_like(x.weight))
                 x.bias.copy_(torch.randn_like(x.bias))
     return m.eval()
+)";
+
+// Python fixtures: TorchScript students with non-trivial BatchNorm statistics, in eval mode.
+constexpr const char* kPyModels = R"(
+torch.manual_seed(0)
 mlp = randomize(nn.Sequential(nn.Flatten(), nn.Linear(784, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Dropout(0.1),
                               nn.Linear(32, 10)))
 torch.jit.script(mlp).save(d + '/mlp_script.pt')
@@ -217,7 +221,7 @@ TEST(Export, RefusesWhatTheRuntimeCannotRunNamingTheLayer) {
 TEST(Export, TorchScriptModelsFromPython) {
   KDISTILL_REQUIRE_PYTHON_TORCH();
   TempDir dir;
-  auto r = python("d = r'" + dir.path() + "'\n" + kPyModels);
+  auto r = python("d = r'" + dir.path() + "'\n" + kPyRandomize + kPyModels);
   ASSERT_EQ(r.status, 0) << r.err;
   for (const char* name : {"mlp_script.pt", "mlp_trace.pt", "cnn_script.pt", "cnn_trace.pt"}) {
     SCOPED_TRACE(name);
@@ -246,19 +250,9 @@ namespace {
 // `manifest.txt` is "name C,H,W". The op cases wrap one operation between a 1x1 convolution (so
 // that its input has both signs) and a linear head.
 constexpr const char* kPyGraphs = R"(
-import torch, torch.nn as nn, torch.nn.functional as F
+import torch.nn.functional as F
 torch.manual_seed(0)
 manifest = open(d + '/manifest.txt', 'w')
-
-def randomize(m):
-    for x in m.modules():
-        if isinstance(x, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            with torch.no_grad():
-                x.running_mean.copy_(torch.randn_like(x.running_mean) * 0.5)
-                x.running_var.copy_(torch.rand_like(x.running_var) * 2 + 0.25)
-                x.weight.copy_(torch.randn_like(x.weight))
-                x.bias.copy_(torch.randn_like(x.bias))
-    return m.eval()
 
 def save(name, model, shape, trace=True):
     model = randomize(model)
@@ -350,70 +344,10 @@ cases = {
 for name, (body, features) in cases.items():
     save(name, Case(body, features), [4, 6, 6])
 
-class Block(nn.Module):
-    def __init__(self, cin, cout, stride):
-        super().__init__()
-        self.c1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.b1 = nn.BatchNorm2d(cout)
-        self.c2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.b2 = nn.BatchNorm2d(cout)
-        self.short = nn.Identity()
-        if stride != 1 or cin != cout:
-            self.short = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
-        self.relu = nn.ReLU(inplace=True)
-    def forward(self, x):
-        out = F.relu(self.b1(self.c1(x)))
-        out = self.b2(self.c2(out))
-        out += self.short(x)
-        return self.relu(out)
-
-class ResNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 1, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
-        self.layer1 = Block(8, 8, 1)
-        self.layer2 = Block(8, 16, 2)
-        self.fc = nn.Linear(16, 10)
-    def forward(self, x):
-        x = self.layer2(self.layer1(self.stem(x)))
-        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
-
-class InvertedResidual(nn.Module):
-    def __init__(self, cin, cout, stride, expand):
-        super().__init__()
-        hidden = cin * expand
-        self.use_res = stride == 1 and cin == cout
-        self.conv = nn.Sequential(
-            nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True),
-            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False), nn.BatchNorm2d(hidden),
-            nn.ReLU6(inplace=True),
-            nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout))
-    def forward(self, x):
-        if self.use_res:
-            return x + self.conv(x)
-        return self.conv(x)
-
-class MobileNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, 2, 1, bias=False), nn.BatchNorm2d(8), nn.ReLU6(inplace=True))
-        self.blocks = nn.Sequential(InvertedResidual(8, 8, 1, 4), InvertedResidual(8, 16, 2, 4),
-                                    InvertedResidual(16, 16, 1, 4))
-        self.dropout = nn.Dropout(0.2)
-        self.fc = nn.Linear(16, 10)
-    def forward(self, x):
-        x = self.blocks(self.stem(x)).mean((2, 3))
-        return self.fc(self.dropout(x))
-
-class Mlp(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.net = nn.Sequential(nn.Linear(784, 64), nn.ReLU(), nn.Dropout(0.1), nn.Linear(64, 10))
-    def forward(self, x):
-        return self.net(x.reshape(x.shape[0], -1))
-
-save('resnet', ResNet(), [1, 28, 28])
-save('mobilenet', MobileNet(), [1, 28, 28])
+sys.path.insert(0, source + '/bench')
+from graph_students import ResNet, MobileNet, Mlp
+save('resnet', ResNet(width=8), [1, 28, 28])
+save('mobilenet', MobileNet(width=8, wide=16), [1, 28, 28])
 save('mlp_class', Mlp(), [1, 28, 28])
 manifest.close()
 
@@ -463,7 +397,8 @@ class GraphExport : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!have_python_torch()) return;
     dir_ = new TempDir();
-    const auto r = python("d = r'" + dir_->path() + "'\n" + kPyGraphs);
+    const auto r = python(std::string("import sys\nsource = r'") + KDISTILL_SOURCE_DIR + "'\nd = r'" + dir_->path() +
+                          "'\n" + kPyRandomize + kPyGraphs);
     if (r.status != 0) error_ = r.err;
   }
   static void TearDownTestSuite() {

@@ -316,7 +316,9 @@ TEST(RuntimeLoad, GraphFilesAreCheckedNodeByNode) {
                   "            for k, v in attrs.items(): n.attrs[k] = np.array(v, dtype=np.int64)\n"
                   "            for k, v in weights.items(): n[k] = v.astype(np.float32)\n"
                   "w = rng.normal(size=(3, 4 * 9)); b = rng.normal(size=3)\n"
-                  "lin = lambda i, n_in: ('Linear', [i], {'in_features': n_in, 'out_features': 3}, {'weight': w[:, :n_in], 'bias': b})\n"
+                  "def lin(i, n_in):\n"
+                  "    return ('Linear', [i], {'in_features': n_in, 'out_features': 3},\n"
+                  "            {'weight': w[:, :n_in], 'bias': b})\n"
                   // y = Linear(flatten(cat(x + x * s, x))), s = per-channel values of a global pool
                   "good = [('GlobalAvgPool2d', [0], {}, {}), ('Mul', [0, 1], {}, {}), ('Add', [0, 2], {}, {}),\n"
                   "        ('Concat', [3, 0], {}, {}), ('Flatten', [4], {}, {}), lin(5, 36)]\n"
@@ -327,8 +329,10 @@ TEST(RuntimeLoad, GraphFilesAreCheckedNodeByNode) {
                   "y.astype(np.float32).tofile(d + '/y.bin')\n"
                   "model('later.h5', [('ReLU', [2], {}, {}), ('Flatten', [1], {}, {}), lin(2, 18)])\n"
                   "model('no_inputs.h5', [('ReLU', [], {}, {})])\n"
-                  "model('add.h5', [('GlobalAvgPool2d', [0], {}, {}), ('Flatten', [1], {}, {}), ('Add', [0, 2], {}, {})])\n"
-                  "model('cat.h5', [('MaxPool2d', [0], {'kernel_size': 2, 'stride': 1}, {}), ('Concat', [0, 1], {}, {})])\n"
+                  "model('add.h5', [('GlobalAvgPool2d', [0], {}, {}), ('Flatten', [1], {}, {}),\n"
+                  "                 ('Add', [0, 2], {}, {})])\n"
+                  "model('cat.h5', [('MaxPool2d', [0], {'kernel_size': 2, 'stride': 1}, {}),\n"
+                  "                 ('Concat', [0, 1], {}, {})])\n"
                   "model('reshape.h5', [('Reshape', [0], {'shape': [5, 4]}, {})])\n"
                   "model('groups.h5', [('Conv2d', [0], {'in_channels': 2, 'out_channels': 3, 'groups': 2,\n"
                   "        'kernel_size': 1, 'stride': 1, 'padding': 0}, {})])\n"
@@ -341,7 +345,9 @@ TEST(RuntimeLoad, GraphFilesAreCheckedNodeByNode) {
   std::ifstream(dir / "y.bin", std::ios::binary).read(reinterpret_cast<char*>(expected.data()), 6 * sizeof(float));
   const auto got = rt.predict(x);
   ASSERT_EQ(got.size(), expected.size());
-  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], expected[i], 1e-5 * std::max(1.0f, std::abs(expected[i])));
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NEAR(got[i], expected[i], 1e-5 * std::max(1.0f, std::abs(expected[i])));
+  }
   EXPECT_THAT(rt.describe(), HasSubstr("Concat -> [4, 3, 3] <- 2 x")) << rt.describe();
 
   const std::vector<std::pair<std::string, std::string>> cases = {
