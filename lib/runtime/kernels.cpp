@@ -1,10 +1,10 @@
 // The runtime's kernels: every node type's arithmetic, and the loop over a network's nodes.
 //
-// This file is compiled twice (lib/CMakeLists.txt): as itself, for any CPU, with
-// KDISTILL_RUNTIME_KERNELS = generic; and through kernels_avx2.cpp with -mavx2 -mfma, where
-// KDISTILL_RUNTIME_KERNELS = avx2 and the macro `Eigen` renames Eigen's namespace, so that the
-// two builds of Eigen's templates never meet at link time. runtime.cpp picks one when a model is
-// loaded.
+// This file is compiled up to three times (lib/CMakeLists.txt): as itself, for any CPU, with
+// KDISTILL_RUNTIME_KERNELS = generic; and on x86-64 through kernels_avx2.cpp (-mavx2 -mfma) and
+// kernels_avx512.cpp (-mavx512f/dq/vl/bw -mfma), where KDISTILL_RUNTIME_KERNELS names the build
+// and the macro `Eigen` renames Eigen's namespace, so that the builds of Eigen's templates never
+// meet at link time. runtime.cpp picks one when a model is loaded.
 
 #ifndef KDISTILL_RUNTIME_KERNELS
 #define KDISTILL_RUNTIME_KERNELS generic
@@ -85,6 +85,38 @@ void im2col(const Node& l, const std::vector<int64_t>& in, int64_t channels, con
   const int64_t h = in[1], w = in[2];
   const int64_t oh = l.out_shape[1], ow = l.out_shape[2];
   float* row = col;
+  if (l.sh == 1 && l.sw == 1 && ow == w) {
+    // Stride 1 with 'same' width (a 3x3 convolution padded by 1, say): each row of the matrix is
+    // the plane shifted by one offset, copied at once; then the rows and columns that fall in
+    // the padding are zeroed.
+    const int64_t plane = h * w;
+    for (int64_t c = 0; c < channels; ++c) {
+      const float* src = x + c * plane;
+      for (int64_t ki = 0; ki < l.kh; ++ki) {
+        const int64_t dy = ki * l.dh - l.ph;
+        const int64_t i0 = std::max<int64_t>(0, -dy), i1 = std::max(i0, std::min(oh, h - dy));
+        for (int64_t kj = 0; kj < l.kw; ++kj, row += oh * ow) {
+          const int64_t dx = kj * l.dw - l.pw;
+          std::fill(row, row + i0 * ow, 0.0f);
+          std::fill(row + i1 * ow, row + oh * ow, 0.0f);
+          // dst[i * ow + j] = src[(i + dy) * w + j + dx] for the rows inside, clipped to the plane.
+          int64_t begin = i0 * ow, end = i1 * ow;
+          const int64_t shift = dy * w + dx;
+          begin = std::max(begin, -shift);
+          end = std::min(end, plane - shift);
+          if (end > begin) std::copy(src + begin + shift, src + end + shift, row + begin);
+          int64_t j0 = 0, j1 = 0;
+          inside(ow, 1, dx, w, j0, j1);
+          for (int64_t i = i0; i < i1; ++i) {
+            float* dst = row + i * ow;
+            std::fill(dst, dst + j0, 0.0f);
+            std::fill(dst + j1, dst + ow, 0.0f);
+          }
+        }
+      }
+    }
+    return;
+  }
   for (int64_t c = 0; c < channels; ++c) {
     for (int64_t ki = 0; ki < l.kh; ++ki) {
       for (int64_t kj = 0; kj < l.kw; ++kj, row += oh * ow) {
@@ -155,7 +187,7 @@ void conv2d(const Node& l, const std::vector<int64_t>& in, int64_t in_size, cons
   for (int64_t i = 0; i < n; ++i) {
     const float* sample = x + i * in_size;
     float* out_sample = y + i * l.out_size;
-    if (group_in == 1 && !pointwise) {
+    if (group_in == 1 && l.groups > 1 && !pointwise) {
       depthwise(l, in, sample, out_sample);
       continue;
     }

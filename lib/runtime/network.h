@@ -1,8 +1,8 @@
 #pragma once
 
 // The runtime's loaded network and the kernels that run it, shared by the loader (runtime.cpp)
-// and the kernels (kernels.cpp, compiled once for any x86-64 or other CPU and once more with
-// AVX2 and FMA, picked when the model is loaded). Private to the library; free of Eigen, so
+// and the kernels (kernels.cpp, compiled once for any CPU and, on x86-64, again with AVX2 + FMA
+// and with AVX-512, one picked when the model is loaded). Private to the library; free of Eigen, so
 // that each kernel build includes Eigen under its own namespace.
 
 #include <cstdint>
@@ -68,6 +68,9 @@ namespace generic {
 const float* run(const Network& net, const float* x, int64_t n, Scratch& s);
 }
 namespace avx2 {
+const float* run(const Network& net, const float* x, int64_t n, Scratch& s);
+}
+namespace avx512 {
 const float* run(const Network& net, const float* x, int64_t n, Scratch& s);
 }
 

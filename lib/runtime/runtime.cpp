@@ -371,32 +371,42 @@ void plan_buffers(Network& net) {
 }
 
 // The fastest build of the kernels this CPU runs, or the one KDISTILL_RUNTIME_KERNELS names
-// ("generic" or "avx2"; for comparisons and tests).
+// ("generic", "avx2" or "avx512"; for comparisons and tests).
 void pick_kernels(Network& net, const std::string& where) {
-#ifdef KDISTILL_RUNTIME_AVX2
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  struct Build {
+    const char* name;
+    bool runs;  // this CPU has what it needs
+    const float* (*run)(const Network&, const float*, int64_t, Scratch&);
+  };
+#ifdef KDISTILL_RUNTIME_X86_KERNELS
+  const bool fma = __builtin_cpu_supports("fma");
+  const Build builds[] = {
+      {"avx512",
+       fma && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw"),
+       detail::avx512::run},
+      {"avx2", fma && __builtin_cpu_supports("avx2"), detail::avx2::run},
+      {"generic", true, detail::generic::run}};
 #else
-  const bool avx2 = false;
+  const Build builds[] = {{"generic", true, detail::generic::run}};
 #endif
   const char* forced = std::getenv("KDISTILL_RUNTIME_KERNELS");
-  const std::string want = forced != nullptr && *forced != '\0' ? forced : (avx2 ? "avx2" : "generic");
-  if (want == "generic") {
-    net.kernels = "generic";
-    net.run = detail::generic::run;
-    return;
+  const std::string want = forced != nullptr ? forced : "";
+  for (const Build& b : builds) {
+    if (want.empty() ? b.runs : want == b.name) {
+      check(b.runs, where, "KDISTILL_RUNTIME_KERNELS=", want, ", but this CPU cannot run those kernels");
+      net.kernels = b.name;
+      net.run = b.run;
+      return;
+    }
   }
-  check(want == "avx2", where, "KDISTILL_RUNTIME_KERNELS is \"", want, "\"; expected \"generic\" or \"avx2\"");
-  check(avx2, where, "KDISTILL_RUNTIME_KERNELS=avx2, but ",
-#ifdef KDISTILL_RUNTIME_AVX2
-        "this CPU lacks AVX2 or FMA"
+  fail(where, "KDISTILL_RUNTIME_KERNELS is \"", want, "\"; this build of the runtime has ",
+#ifdef KDISTILL_RUNTIME_X86_KERNELS
+       "\"generic\", \"avx2\" and \"avx512\""
 #else
-        "this build of the runtime has no AVX2 kernels"
+       "\"generic\" only"
 #endif
   );
-#ifdef KDISTILL_RUNTIME_AVX2
-  net.kernels = "avx2";
-  net.run = detail::avx2::run;
-#endif
 }
 
 std::shared_ptr<Network> read_network(const std::string& path) {

@@ -508,14 +508,17 @@ class ScopedEnv {
   const char* name_;
 };
 
-// Both builds of the kernels (the portable one, and AVX2 + FMA where the CPU has them) match
+// Every build of the kernels this CPU runs (the portable one, AVX2 + FMA, AVX-512) matches
 // LibTorch on every case, and describe() says which one runs.
-TEST_F(GraphExport, BothKernelBuildsMatchLibTorch) {
+TEST_F(GraphExport, EveryKernelBuildMatchesLibTorch) {
   const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  for (const char* kernels : {"generic", "avx2"}) {
-    if (std::string(kernels) == "avx2" && !avx2) continue;
+  const bool avx512 = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+  for (const auto& [kernels, runs] : {std::pair<std::string, bool>{"generic", true}, {"avx2", avx2},
+                                      {"avx512", avx512}}) {
+    if (!runs) continue;
     SCOPED_TRACE(kernels);
-    ScopedEnv env("KDISTILL_RUNTIME_KERNELS", kernels);
+    ScopedEnv env("KDISTILL_RUNTIME_KERNELS", kernels.c_str());
     for (const auto& [name, shape] : manifest()) {
       SCOPED_TRACE(name);
       expect_parity(Model::load_torchscript(path(name + ".pt")), shape);
@@ -523,16 +526,16 @@ TEST_F(GraphExport, BothKernelBuildsMatchLibTorch) {
     TempDir out;
     export_model(Model::load_torchscript(path("mobilenet_script.pt")), out / "m.h5",
                  ExportOptions().input_shape({1, 28, 28}));
-    EXPECT_THAT(runtime::Model::load(out / "m.h5").describe(), HasSubstr(std::string(kernels) + " kernels"));
+    EXPECT_THAT(runtime::Model::load(out / "m.h5").describe(), HasSubstr(kernels + " kernels"));
   }
   {
     ScopedEnv env("KDISTILL_RUNTIME_KERNELS", "sse9");
     TempDir out;
     export_model(Model::load_torchscript(path("mlp_class_script.pt")), out / "m.h5");
     const auto msg = error_of([&] { runtime::Model::load(out / "m.h5"); });
-    EXPECT_THAT(msg, HasSubstr("KDISTILL_RUNTIME_KERNELS is \"sse9\"; expected \"generic\" or \"avx2\"")) << msg;
+    EXPECT_THAT(msg, HasSubstr("KDISTILL_RUNTIME_KERNELS is \"sse9\"; this build of the runtime has")) << msg;
   }
-  if (!avx2) GTEST_SKIP() << "this CPU lacks AVX2 or FMA: only the generic kernels were checked";
+  if (!avx512) GTEST_SKIP() << "this CPU lacks AVX2/FMA or AVX-512: only the builds it runs were checked";
 }
 
 // predict() allocates nothing per call after warm-up: counted by a separate program that
