@@ -45,6 +45,10 @@ struct Pool {
 
 /// One node of the file: its type, the values it reads and its attributes.
 struct Node {
+  // Implicit, so that {"ReLU"} or {"Add", {a, b}} makes one.
+  Node(std::string type_ = {}, std::vector<int64_t> inputs_ = {})
+      : type(std::move(type_)), inputs(std::move(inputs_)) {}
+
   std::string type;
   std::vector<int64_t> inputs;
   torch::Tensor weight, bias;  // float32, CPU, contiguous; undefined where the node has none
