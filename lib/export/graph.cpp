@@ -341,7 +341,14 @@ class Reader {
       check(!bool_arg(n, 5, "training"), w, ": runs in training mode");
       BatchNorm bn{weight_arg(n, 3, "running_mean"), weight_arg(n, 4, "running_var"), weight_arg(n, 1, "weight"),
                    weight_arg(n, 2, "bias"), number_arg(n, 7, "eps")};
-      out = graph_.batch_norm(tensor_arg(n, 0), bn, n->input(0)->uses().size() == 1, w);
+      // Folded only into the convolution or linear layer whose output it alone reads: through an
+      // identity (a dropout, say) the same output may have other readers.
+      const std::string producer = n->input(0)->node()->kind().toQualString();
+      const bool fold = n->input(0)->uses().size() == 1 &&
+                        (producer == "aten::conv2d" || producer == "aten::_convolution" ||
+                         producer == "aten::_convolution_mode" || producer == "aten::linear" ||
+                         producer == "aten::matmul" || producer == "aten::mm" || producer == "aten::addmm");
+      out = graph_.batch_norm(tensor_arg(n, 0), bn, fold, w);
     } else if (op == "relu" || op == "relu6" || op == "hardtanh" || op == "gelu" || op == "silu" ||
                op == "hardswish" || op == "hardsigmoid" || op == "tanh" || op == "sigmoid") {
       out = activation(n, op);

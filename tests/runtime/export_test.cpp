@@ -302,6 +302,18 @@ class MeanKeep(nn.Module):
     def forward(self, x):
         return x.mean([-1, -2], keepdim=True)
 
+class ConvReadTwice(nn.Module):
+    # The convolution's output is read by the BatchNorm (through a dropout) and by the sum: the
+    # BatchNorm must not be folded into it.
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.drop = nn.Dropout(0.1)
+        self.bn = nn.BatchNorm2d(4)
+    def forward(self, x):
+        y = self.conv(x)
+        return y + self.bn(self.drop(y))
+
 class MatMul(nn.Module):
     def __init__(self):
         super().__init__()
@@ -318,6 +330,7 @@ cases = {
     'conv_asymmetric': (c(4, 5, (3, 2), stride=(2, 1), padding=(1, 0)), 5 * 15),
     'conv_same': (c(4, 5, 3, padding='same', bias=False), 5 * 36),
     'conv_bn_folded': (nn.Sequential(c(4, 6, 3), nn.BatchNorm2d(6)), 6 * 16),
+    'conv_read_twice_bn': (ConvReadTwice(), 4 * 36),
     'bn_affine': (nn.Sequential(nn.ReLU(), nn.BatchNorm2d(4)), 4 * 36),
     'bn1d_affine': (nn.Sequential(nn.Flatten(), nn.Tanh(), nn.BatchNorm1d(144)), 144),
     'relu6': (nn.ReLU6(), 144),
@@ -441,7 +454,7 @@ TEST_F(GraphExport, EachOperationMatchesLibTorch) {
     expect_parity(Model::load_torchscript(path(name + ".pt")), shape);
     ++cases;
   }
-  EXPECT_EQ(cases, 58u);  // 29 operations, each scripted and traced
+  EXPECT_EQ(cases, 60u);  // 30 cases, each scripted and traced
 }
 
 TEST_F(GraphExport, ResNetMobileNetAndMlpClassesMatchLibTorch) {
