@@ -37,7 +37,8 @@ struct ExportOptions {
 /// and inlined, and its forward graph is read operation by operation. Supported: `aten::linear`,
 /// `matmul`, `mm` and `addmm` with constant weights; `conv2d` and `_convolution` (grouped and
 /// depthwise, any stride, zero padding including 'same', dilation); `batch_norm` in eval mode,
-/// folded into the convolution or linear layer that alone feeds it and an affine node elsewhere;
+/// folded into the convolution or linear layer right before it when nothing else reads that
+/// layer's output, and an affine node elsewhere;
 /// `relu`, `relu6`, `hardtanh`, `gelu` (exact or tanh), `silu`, `hardswish`, `hardsigmoid`,
 /// `tanh`, `sigmoid`; `max_pool2d` and `avg_pool2d` (padding at most half the kernel, no
 /// ceil_mode or dilation); `adaptive_avg_pool2d` to 1x1 and `mean` over H and W; `flatten`, and
