@@ -11,7 +11,8 @@ TensorDataset::TensorDataset(torch::Tensor features, torch::Tensor targets, int6
   constexpr const char* fn = "TensorDataset";
   check(features.defined() && features.dim() >= 1, fn, ": features must have a sample dimension, got ",
         features.defined() ? features.sizes() : torch::IntArrayRef{});
-  check(targets.defined() && targets.dim() == 1, fn, ": targets must be 1-D, got shape ",
+  check(targets.defined() && (targets.dim() == 1 || targets.dim() == 2), fn,
+        ": targets must be [N] (one per sample) or [N, L] (one per position), got shape ",
         targets.defined() ? targets.sizes() : torch::IntArrayRef{});
   check(!targets.is_floating_point() && targets.scalar_type() != torch::kBool, fn,
         ": targets must be integers, got ", targets.scalar_type());
@@ -53,7 +54,9 @@ TensorDataset TensorDataset::with_label_budget(int64_t n) const {
 }
 
 TensorDataset TensorDataset::labelled_only() const {
-  auto idx = (targets_ >= 0).nonzero().squeeze(1);
+  auto labelled = targets_ >= 0;
+  if (labelled.dim() == 2) labelled = labelled.any(1);
+  auto idx = labelled.nonzero().squeeze(1);
   return TensorDataset(features_.index_select(0, idx.to(features_.device())), targets_.index_select(0, idx),
                        num_classes_, name_);
 }

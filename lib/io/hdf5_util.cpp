@@ -166,4 +166,18 @@ std::string read_string_attr(const std::string& where, const H5::H5Object& obj, 
   }
 }
 
+int64_t read_int_attr(const std::string& where, const H5::H5Object& obj, const std::string& name) {
+  try {
+    check(obj.attrExists(name), where, " has no attribute '", name, "'");
+    auto attr = obj.openAttribute(name);
+    check(attr.getTypeClass() == H5T_INTEGER && attr.getSpace().getSimpleExtentNpoints() == 1, where, ": attribute '",
+          name, "' must be one integer");
+    int64_t v = 0;
+    attr.read(H5::PredType::NATIVE_INT64, &v);
+    return v;
+  } catch (const H5::Exception& e) {
+    fail(where, ": attribute '", name, "' cannot be read: ", e.getDetailMsg());
+  }
+}
+
 }  // namespace kdistill::detail

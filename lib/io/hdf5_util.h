@@ -42,5 +42,8 @@ void write_double_attr(H5::H5Object& obj, const std::string& name, double value)
 /// readable string throws kdistill::Error starting with `where` (found by fuzz_hdf5: HDF5's own
 /// exception used to escape).
 std::string read_string_attr(const std::string& where, const H5::H5Object& obj, const std::string& name);
+/// The integer attribute `name` of `obj`; throws kdistill::Error starting with `where` when it is
+/// missing or is not one integer.
+int64_t read_int_attr(const std::string& where, const H5::H5Object& obj, const std::string& name);
 
 }  // namespace kdistill::detail

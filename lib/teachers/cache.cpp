@@ -31,21 +31,6 @@ void write_cache_attrs(H5::H5File& file, const CacheInfo& info) {
   detail::write_double_attr(file, "bytes_per_row", info.bytes_per_row);
 }
 
-// An integer attribute of the file's root, or `fallback` when there is none.
-int64_t read_int_attr(const std::string& where, const H5::H5File& file, const char* name) {
-  try {
-    check(file.attrExists(name), where, " has no attribute '", name, "'");
-    auto attr = file.openAttribute(name);
-    check(attr.getTypeClass() == H5T_INTEGER && attr.getSpace().getSimpleExtentNpoints() == 1, where, ": attribute '",
-          name, "' must be one integer");
-    int64_t v = 0;
-    attr.read(H5::PredType::NATIVE_INT64, &v);
-    return v;
-  } catch (const H5::Exception& e) {
-    fail(where, ": attribute '", name, "' cannot be read: ", e.getDetailMsg());
-  }
-}
-
 // Names the first row of `values` ([N, C]) holding a NaN or an infinity.
 void check_finite_rows(const torch::Tensor& values, const std::string& what) {
   if (auto row = detail::first_nonfinite_row(values); row >= 0) fail(what, " has a NaN or infinite value in row ", row);
@@ -59,7 +44,7 @@ struct TopKFile {
 
 TopKFile read_topk(const H5::H5File& file, const std::string& path) {
   const std::string where = "CachedTeacher: " + path;
-  const int64_t k = read_int_attr(where, file, "k"), classes = read_int_attr(where, file, "classes");
+  const int64_t k = detail::read_int_attr(where, file, "k"), classes = detail::read_int_attr(where, file, "classes");
   check(classes >= 1 && k >= 1 && k <= classes, where, ": attributes k = ", k, " and classes = ", classes,
         " must satisfy 1 <= k <= classes");
   auto lp = detail::read_dataset("CachedTeacher", file, path, "topk_logprobs").to(torch::kFloat);
@@ -87,14 +72,16 @@ TopKFile read_topk(const H5::H5File& file, const std::string& path) {
 torch::Tensor compute_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, int64_t batch_size) {
   check(dataset.size() > 0, "compute_teacher_logits: the data set '", dataset.name(), "' is empty");
   check(batch_size >= 1, "compute_teacher_logits: batch_size must be >= 1, got ", batch_size);
-  int64_t classes = -1;
+  std::vector<int64_t> row_shape;  // [C], or [L, V] for sequence models
   auto logits = data::map_batches(dataset, batch_size, [&](const torch::Tensor& x, int64_t begin) {
     const int64_t len = x.size(0);
     auto l = teacher.logits(x, torch::arange(begin, begin + len, torch::kLong));
-    check(l.dim() == 2 && l.size(0) == len, "compute_teacher_logits: the teacher returned shape ", l.sizes(),
+    check(l.dim() >= 2 && l.size(0) == len, "compute_teacher_logits: the teacher returned shape ", l.sizes(),
           " for a batch of ", len);
-    check(classes < 0 || l.size(1) == classes, "compute_teacher_logits: the teacher's class count changed");
-    classes = l.size(1);
+    const auto shape = l.sizes().slice(1).vec();
+    check(row_shape.empty() || shape == row_shape, "compute_teacher_logits: the teacher's output shape per sample "
+          "changed from ", torch::IntArrayRef(row_shape), " to ", l.sizes().slice(1));
+    row_shape = shape;
     return l.detach().to(torch::kCPU, torch::kFloat);
   });
   check_finite_rows(logits, "compute_teacher_logits: the teacher's logits");

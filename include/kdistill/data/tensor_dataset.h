@@ -8,10 +8,13 @@
 #pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill::data {
 
-/// An in-memory data set: features `[N, ...]` and integer targets `[N]`.
+/// An in-memory data set: features `[N, ...]` and integer targets `[N]`, or `[N, L]` for
+/// sequence models (one target per position; see `token_windows`).
 ///
 /// A target of -1 marks a sample without a label: a transfer-set sample that still gets the
-/// teacher's soft targets during distillation but no hard (label) term.
+/// teacher's soft targets during distillation but no hard (label) term. Per-position targets are
+/// different: there -1 marks a position left out everywhere (padding, prompt), with no soft
+/// target either.
 ///
 /// Example:
 /// ```
@@ -21,7 +24,7 @@ namespace kdistill::data {
 class TensorDataset {
  public:
   TensorDataset() = default;
-  /// Takes `features` `[N, ...]` and `targets` `[N]` (any integer dtype, stored as int64).
+  /// Takes `features` `[N, ...]` and `targets` `[N]` or `[N, L]` (any integer dtype, stored as int64).
   /// `num_classes` 0 infers it as max(target) + 1. Throws `kdistill::Error` on mismatched sizes,
   /// non-integer targets or labels outside [-1, num_classes).
   TensorDataset(torch::Tensor features, torch::Tensor targets, int64_t num_classes = 0, std::string name = "");
@@ -34,18 +37,20 @@ class TensorDataset {
   const std::string& name() const { return name_; }
   /// Features `[N, ...]`.
   const torch::Tensor& features() const { return features_; }
-  /// Targets `[N]`, int64, -1 for unlabelled samples.
+  /// Targets `[N]` (or `[N, L]`), int64, -1 for unlabelled samples (left-out positions).
   const torch::Tensor& targets() const { return targets_; }
+  /// Whether the targets are per position (`[N, L]`): next-token data for sequence models.
+  bool is_sequence() const { return targets_.dim() == 2; }
   /// Shape of one sample, e.g. {1, 28, 28}.
   std::vector<int64_t> sample_shape() const;
-  /// Number of samples with a label (target >= 0).
+  /// Number of targets >= 0: labelled samples, or counted positions for per-position targets.
   int64_t num_labelled() const;
 
   /// Rows [begin, end), sharing storage with this data set.
   TensorDataset slice(int64_t begin, int64_t end) const;
   /// The same samples, with the labels of all but the first `n` removed (set to -1).
   TensorDataset with_label_budget(int64_t n) const;
-  /// Only the samples that have a label.
+  /// Only the samples that have a label (at least one counted position).
   TensorDataset labelled_only() const;
   /// A copy on `device`.
   TensorDataset to(const torch::Device& device) const;

@@ -25,8 +25,9 @@ struct CacheInfo {
 };
 
 /// Runs `teacher` once over every sample of `dataset`, in order and in batches of `batch_size`,
-/// and returns its logits (float32 `[N, C]`, CPU). Throws `kdistill::Error` when the data set is
-/// empty, the teacher returns a wrong shape or class count, or any logit is NaN or infinite.
+/// and returns its logits (float32 `[N, C]`, or `[N, L, V]` for a sequence model; CPU). Throws
+/// `kdistill::Error` when the data set is empty, the teacher returns a wrong shape or class
+/// count, or any logit is NaN or infinite.
 torch::Tensor compute_teacher_logits(Teacher& teacher, const data::TensorDataset& dataset, int64_t batch_size = 256);
 
 /// Runs `teacher` once over every sample of `dataset` (`compute_teacher_logits`) and
