@@ -87,6 +87,15 @@ torch::Tensor confusion_matrix(const torch::Tensor& logits, const torch::Tensor&
 
 Evaluation evaluate_logits(const torch::Tensor& logits, const torch::Tensor& targets,
                            const torch::Tensor& teacher_logits) {
+  if (logits.dim() == 3 && targets.dim() == 2) {
+    // Sequences: the counted positions only, as rows; padding never enters the agreement.
+    check(logits.size(0) == targets.size(0) && logits.size(1) == targets.size(1), "evaluate_logits: logits ",
+          logits.sizes(), " do not match targets ", targets.sizes());
+    auto index = targets.reshape({-1}).ge(0).nonzero().squeeze(1);
+    auto rows = [&](const torch::Tensor& t) { return t.flatten(0, 1).index_select(0, index.to(t.device())); };
+    return evaluate_logits(rows(logits), targets.reshape({-1}).index_select(0, index),
+                           teacher_logits.defined() ? rows(teacher_logits) : teacher_logits);
+  }
   Evaluation e;
   e.samples = logits.size(0);
   e.accuracy = accuracy(logits, targets);

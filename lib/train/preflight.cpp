@@ -7,11 +7,25 @@
 
 #include "core/finite.h"
 #include "kdistill/core/error.h"
+#include "kdistill/losses/tokens.h"
 
 namespace kdistill::detail {
 namespace {
 
 constexpr const char* kFit = "DistillTrainer::fit";
+
+// Logits of `rows` samples: [rows, C], or [rows, L, V] for per-position targets [N, L].
+bool logits_fit(const torch::Tensor& logits, const data::TensorDataset& train, int64_t rows) {
+  if (!train.is_sequence()) return logits.dim() == 2 && logits.size(0) == rows && logits.size(1) == train.num_classes();
+  return logits.dim() == 3 && logits.size(0) == rows && logits.size(1) == train.targets().size(1) &&
+         logits.size(2) == train.num_classes();
+}
+
+std::string expected_shape(const data::TensorDataset& train, int64_t rows) {
+  const auto n = [](int64_t v) { return std::to_string(v); };
+  return train.is_sequence() ? "[" + n(rows) + ", " + n(train.targets().size(1)) + ", " + n(train.num_classes()) + "]"
+                             : "[" + n(rows) + ", " + n(train.num_classes()) + "]";
+}
 
 std::string probe(Model& student, Teacher* teacher, Objective& objective, const data::TensorDataset& train,
                   const torch::Device& device,
@@ -29,9 +43,9 @@ std::string probe(Model& student, Teacher* teacher, Objective& objective, const 
     } catch (const c10::Error& e) {
       fail(kFit, ": the student cannot take inputs of shape ", x.sizes(), ": ", first_line(e.what_without_backtrace()));
     }
-    check(out.logits.dim() == 2 && out.logits.size(0) == rows && out.logits.size(1) == classes, kFit,
-          ": the student returns shape ", out.logits.sizes(), " for inputs ", x.sizes(), "; expected [", rows, ", ",
-          classes, "] (", classes, " classes in '", train.name(), "')");
+    check(logits_fit(out.logits, train, rows), kFit, ": the student returns shape ", out.logits.sizes(), " for inputs ",
+          x.sizes(), "; expected ", expected_shape(train, rows), " (", classes,
+          train.is_sequence() ? " tokens in the vocabulary of '" : " classes in '", train.name(), "')");
     ctx.student_logits = out.logits;
     ctx.student_features = std::move(out.features);
   }
@@ -42,9 +56,8 @@ std::string probe(Model& student, Teacher* teacher, Objective& objective, const 
     } catch (const c10::Error& e) {
       fail(kFit, ": the teacher cannot take inputs of shape ", x.sizes(), ": ", first_line(e.what_without_backtrace()));
     }
-    check(t.logits.dim() == 2 && t.logits.size(0) == rows && t.logits.size(1) == classes, kFit,
-          ": the teacher returns shape ", t.logits.sizes(), " for inputs ", x.sizes(), "; expected [", rows, ", ",
-          classes, "]");
+    check(logits_fit(t.logits, train, rows), kFit, ": the teacher returns shape ", t.logits.sizes(), " for inputs ",
+          x.sizes(), "; expected ", expected_shape(train, rows));
     ctx.teacher_logits = t.logits;
     ctx.member_logits = std::move(t.member_logits);
     ctx.member_weights = std::move(t.member_weights);
@@ -60,7 +73,7 @@ std::string probe(Model& student, Teacher* teacher, Objective& objective, const 
     // statistics in an adapter), or a resumed run would differ from an uninterrupted one.
     TrainingModeGuard<Objective> eval(objective, false);
     try {
-      terms = objective.terms(ctx);
+      terms = objective.terms(token_context(ctx));
     } catch (const c10::Error& e) {
       fail(kFit, ": the objective fails on a probe batch: ", first_line(e.what_without_backtrace()));
     }
@@ -89,6 +102,8 @@ void validate_options(const TrainerOptions& o) {
   check(o.epochs() >= 0, fn, ": epochs must be >= 0, got ", o.epochs());
   check(o.max_steps() >= 0, fn, ": max_steps must be >= 0, got ", o.max_steps());
   check(o.batch_size() >= 1, fn, ": batch_size must be >= 1, got ", o.batch_size());
+  check(o.micro_batches() >= 1 && o.micro_batches() <= o.batch_size(), fn, ": micro_batches must be in [1, batch_size = ",
+        o.batch_size(), "], got ", o.micro_batches());
   check(optimizers.count(o.optimizer()) == 1, fn, ": optimizer must be sgd, adam or adamw, got \"", o.optimizer(), "\"");
   check(o.lr() > 0 && std::isfinite(o.lr()), fn, ": lr must be > 0, got ", o.lr());
   check(o.momentum() >= 0 && o.momentum() < 1, fn, ": momentum must be in [0, 1), got ", o.momentum());

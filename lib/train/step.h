@@ -13,6 +13,7 @@
 #include "kdistill/core/precision.h"
 #include "kdistill/data/batch_iterator.h"
 #include "kdistill/losses/objective.h"
+#include "kdistill/losses/tokens.h"
 #include "kdistill/models/model.h"
 #include "kdistill/teachers/teacher.h"
 
@@ -32,8 +33,15 @@ class TrainStep {
   TrainStep(Model& student, Teacher* teacher, Objective& objective, std::vector<torch::Tensor> params,
             Precision student_precision = Precision::kFloat32, torch::Device device = torch::kCPU);
 
+  /// Gradient accumulation: each batch runs as `k` micro-batches of consecutive rows (at most one
+  /// per row), and sequence losses are reduced with `reduction` (see `TokenReduction`).
+  void set_accumulation(int64_t k, TokenReduction reduction);
+
   /// Forward (student with the objective's taps, teacher), the objective's terms, their weighted
-  /// sum, and backward into zeroed gradients. Nothing is updated yet.
+  /// sum, and backward into zeroed gradients, one micro-batch at a time. Micro-batch i's loss is
+  /// weighted by n_i / D: rows over the batch's rows for per-sample data; for sequences its
+  /// counted tokens over the batch's (mean) or over the batch's sequences (sequence_sum). The
+  /// gradient is therefore that of the whole batch, whatever k. Nothing is updated yet.
   StepOutcome compute(const data::Batch& batch, const TrainProgress& progress, bool all_labelled);
 
   /// Clips the gradients' global norm to `clip_norm` (0: no clipping) and steps the optimizer.
@@ -49,6 +57,12 @@ class TrainStep {
   std::vector<std::string> student_features_, teacher_features_;
   Precision precision_;
   torch::Device device_;
+  int64_t micro_batches_ = 1;
+  TokenReduction reduction_ = TokenReduction::kMean;
+
+  // One micro-batch's terms (token rows for sequences) and their weighted sum.
+  std::vector<LossTerm> terms_of(const data::Batch& part, const TrainProgress& progress, bool all_labelled,
+                                 torch::Tensor& loss);
 };
 
 }  // namespace kdistill::detail

@@ -225,7 +225,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
   torch::Tensor teacher_eval_logits;
   if (teacher_ && eval && teacher_->runs_on_inputs()) {
     teacher_eval_logits = compute_teacher_logits(*teacher_, *eval, options_.eval_batch_size());
-    result.teacher_accuracy = metrics::accuracy(teacher_eval_logits, eval->targets());
+    result.teacher_accuracy = metrics::evaluate_logits(teacher_eval_logits, eval->targets()).accuracy;
   }
 
   auto train_dev = st.device.is_cpu() ? train : train.to(st.device);
@@ -236,6 +236,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
                               .device(st.device);
   const bool all_labelled = train.num_labelled() == n;
   detail::TrainStep step(student_, teacher_.get(), *objective_, st.params, options_.precision().student(), st.device);
+  step.set_accumulation(options_.micro_batches(), options_.token_reduction());
   detail::ProgressBar progress(options_.progress(), total);
   double total_seconds = 0;
   int64_t total_samples = 0;

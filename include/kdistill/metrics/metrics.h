@@ -41,7 +41,10 @@ struct Evaluation {
   int64_t samples = 0;
 };
 
-/// All of the above at once; `teacher_logits` may be undefined.
+/// All of the above at once; `teacher_logits` may be undefined. Sequence logits `[N, L, V]` with
+/// targets `[N, L]` are scored token by token over the counted positions (target >= 0), and
+/// `samples` is then the number of those tokens; `nll` is in nats per token (bits per token:
+/// nll / ln 2; perplexity: exp(nll)).
 Evaluation evaluate_logits(const torch::Tensor& logits, const torch::Tensor& targets,
                            const torch::Tensor& teacher_logits = {});
 

@@ -13,6 +13,7 @@
 #include "kdistill/data/tensor_dataset.h"
 #include "kdistill/losses/kd_loss.h"
 #include "kdistill/losses/objective.h"
+#include "kdistill/losses/tokens.h"
 #include "kdistill/metrics/evaluate.h"
 #include "kdistill/metrics/metrics.h"
 #include "kdistill/models/model.h"
@@ -48,8 +49,16 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, epochs) = 10;
   /// If > 0, stop after this many optimizer steps (the schedule spans them), even mid-epoch.
   TORCH_ARG(int64_t, max_steps) = 0;
-  /// Samples per step.
+  /// Samples (sequences) per step.
   TORCH_ARG(int64_t, batch_size) = 128;
+  /// Gradient accumulation: each batch runs forward and backward as this many micro-batches of
+  /// consecutive rows (less memory), then one optimizer step. The gradient is the whole batch's,
+  /// up to float rounding: each micro-batch's loss is weighted by its share of the batch's rows,
+  /// or for sequences of its counted tokens (see `TokenReduction`), never by 1 / k.
+  TORCH_ARG(int64_t, micro_batches) = 1;
+  /// Sequence data (`[N, L]` targets): how per-token losses are reduced, "mean" over real tokens
+  /// or "sequence_sum". Ignored for per-sample data.
+  TORCH_ARG(TokenReduction, token_reduction) = TokenReduction::kMean;
   /// "sgd", "adam" or "adamw".
   TORCH_ARG(std::string, optimizer) = "sgd";
   /// Peak learning rate.

@@ -1,0 +1,130 @@
+// Training sequence models: next-token targets, real-token normalisation that no padding and no
+// micro-batching changes, and distillation from a live teacher.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <torch/torch.h>
+
+#include "kdistill/data/tokens.h"
+#include "kdistill/losses/tokens.h"
+#include "kdistill/models/sequence.h"
+#include "kdistill/train/trainer.h"
+#include "support.h"
+
+namespace kdistill::test {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr int64_t kVocab = 11;
+
+// Ragged sequences: row i holds 2 + (i * 5) % 6 real tokens (ids 1..10), then pad id 0.
+data::TensorDataset ragged(int64_t rows, int64_t extra_pad = 0, uint64_t seed = 4) {
+  torch::manual_seed(seed);
+  auto tokens = torch::cat({torch::randint(1, kVocab, {rows, 8}, torch::kLong),
+                            torch::zeros({rows, extra_pad}, torch::kLong)}, 1);
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t real = 2 + (i * 5) % 6;
+    tokens[i].narrow(0, real, tokens.size(1) - real).fill_(0);
+  }
+  return data::token_windows(tokens, {}, data::TokenOptions().pad_id(0).vocab_size(kVocab));
+}
+
+Model student(uint64_t seed = 7) {
+  torch::manual_seed(seed);
+  return gru_lm(GRULMOptions(kVocab).hidden(8));
+}
+
+TrainerOptions plain() {
+  return TrainerOptions().progress(false).threads(1).optimizer("sgd").momentum(0).lr(0.5).batch_size(12).max_steps(3)
+      .log_every(0).loss(KDLossOptions().alpha(0));
+}
+
+std::vector<torch::Tensor> weights_after(const data::TensorDataset& train, TrainerOptions options,
+                                         std::shared_ptr<Teacher> teacher = nullptr) {
+  auto s = student();
+  DistillTrainer trainer(s, std::move(teacher), std::move(options));
+  trainer.fit(train);
+  return s.parameters();
+}
+
+void expect_close(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b, double tol) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(a[i], b[i], 0, tol)) << "parameter " << i << " differs by "
+                                                     << (a[i] - b[i]).abs().max().item<double>();
+  }
+}
+
+}  // namespace
+
+TEST(SequenceTraining, OneStepFollowsTheMeanOverRealTokensOfPyTorchsCrossEntropy) {
+  auto train = ragged(12);
+  // Independent expectation: LibTorch's cross_entropy with ignore_index over flattened positions.
+  auto s = student();
+  auto logits = s.forward(train.features());
+  auto loss = torch::nn::functional::cross_entropy(
+      logits.reshape({-1, kVocab}), train.targets().reshape({-1}),
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1));
+  loss.backward();
+  std::vector<torch::Tensor> expected;
+  for (auto& p : s.parameters()) expected.push_back((p - 0.5 * p.grad()).detach());
+  expect_close(weights_after(train, plain().max_steps(1)), expected, 1e-6);
+}
+
+TEST(SequenceTraining, PaddingColumnsChangeNothing) {
+  expect_close(weights_after(ragged(12), plain()), weights_after(ragged(12, 5), plain()), 1e-6);
+}
+
+TEST(SequenceTraining, MicroBatchesGiveTheWholeBatchsStepForBothReductions) {
+  auto train = ragged(12);
+  for (auto reduction : {TokenReduction::kMean, TokenReduction::kSequenceSum}) {
+    auto whole = weights_after(train, plain().token_reduction(reduction));
+    // 5 micro-batches of 2 or 3 rows, holding different numbers of real tokens: weighting them by
+    // 1/k instead of by their share of the tokens would move the weights by ~1e-2 here.
+    expect_close(weights_after(train, plain().token_reduction(reduction).micro_batches(5)), whole, 2e-6);
+  }
+  // Per-sample data too (rows 5 and 7 of 12: unequal micro-batches).
+  auto rows = rule_data(12, 1);
+  auto mlp_weights = [&](int64_t k) {
+    torch::manual_seed(3);
+    Model m(torch::nn::Sequential(torch::nn::Linear(8, 3)));
+    DistillTrainer trainer(m, nullptr, plain().micro_batches(k));
+    trainer.fit(rows);
+    return m.parameters();
+  };
+  expect_close(mlp_weights(2), mlp_weights(1), 1e-6);
+}
+
+TEST(SequenceTraining, ADistilledStudentMovesTowardsItsTeacherAndIsScoredOnRealTokens) {
+  auto train = ragged(48), eval = ragged(12, 0, 9);
+  torch::manual_seed(1);
+  auto teacher_model = transformer_lm(TransformerLMOptions(kVocab, 16).dim(16).layers(1).heads(2));
+  {
+    // A random transformer is nearly uniform; a sharper head gives it preferences to learn.
+    torch::NoGradGuard no_grad;
+    for (auto& [name, p] : teacher_model.named_parameters()) {
+      if (name == "head_w") p.mul_(100);
+    }
+  }
+  auto teacher = std::make_shared<ModelTeacher>(teacher_model);
+  auto s = student();
+  auto before = evaluate(s, eval, predict(teacher_model, eval));
+  DistillTrainer trainer(s, teacher, plain().max_steps(0).epochs(30).loss(KDLossOptions().alpha(1).temperature(1)));
+  auto result = trainer.fit(train, &eval);
+  EXPECT_EQ(result.final_eval.samples, eval.num_labelled());
+  EXPECT_GT(result.final_eval.agreement, before.agreement + 0.2);
+  auto terms_first = result.epochs.front().terms.at("kd"), terms_last = result.epochs.back().terms.at("kd");
+  EXPECT_LT(terms_last, 0.7 * terms_first);  // measured: 2.30 -> 1.15
+}
+
+TEST(SequenceTraining, PreflightNamesTheSequenceShapeItExpected) {
+  Model flat(torch::nn::Sequential(torch::nn::Embedding(kVocab, 4), torch::nn::Flatten(), torch::nn::Linear(28, kVocab)));
+  DistillTrainer trainer(flat, nullptr, plain());
+  EXPECT_THAT(error_of([&] { trainer.fit(ragged(12)); }),
+              HasSubstr("expected [2, 7, 11] (11 tokens in the vocabulary of 'tokens')"));
+  EXPECT_THAT(error_of([&] { DistillTrainer(student(), nullptr, plain().micro_batches(13)).fit(ragged(12)); }),
+              HasSubstr("micro_batches must be in [1, batch_size = 12], got 13"));
+}
+
+}  // namespace kdistill::test
