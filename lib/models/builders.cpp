@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
+#include "kdistill/models/sequence.h"
 
 namespace kdistill {
 namespace nn = torch::nn;
@@ -83,10 +84,23 @@ Model build_model(const std::string& spec, const std::vector<int64_t>& sample_sh
   if (spec == "cnn") return Model(cnn(sample_shape, {32, 64}, classes, 256, dropout), spec);
   auto colon = spec.find(':');
   const std::string kind = spec.substr(0, colon);
-  check(colon != std::string::npos && (kind == "mlp" || kind == "cnn"), "model spec \"", spec,
-        "\": expected mlp:W1,W2,..., cnn:W1,W2,... or cnn");
+  check(colon != std::string::npos && (kind == "mlp" || kind == "cnn" || kind == "transformer" || kind == "gru"),
+        "model spec \"", spec, "\": expected mlp:W1,W2,..., cnn:W1,W2,..., cnn, transformer:DIM,LAYERS,HEADS or "
+        "gru:HIDDEN[,LAYERS]");
   auto widths = parse_widths(spec, spec.substr(colon + 1));
   check(!widths.empty(), "model spec \"", spec, "\": at least one width is needed");
+  if (kind == "transformer" || kind == "gru") {
+    // Language models: sample_shape is {L}, the positions of one input; classes the vocabulary.
+    check(sample_shape.size() == 1, "model spec \"", spec, "\": a language model takes tokens [B, L], but samples are ",
+          torch::IntArrayRef(sample_shape));
+    if (kind == "gru") {
+      check(widths.size() <= 2, "model spec \"", spec, "\": expected gru:HIDDEN or gru:HIDDEN,LAYERS");
+      return gru_lm(GRULMOptions(classes).hidden(widths[0]).layers(widths.size() > 1 ? widths[1] : 1));
+    }
+    check(widths.size() == 3, "model spec \"", spec, "\": expected transformer:DIM,LAYERS,HEADS");
+    return transformer_lm(TransformerLMOptions(classes, sample_shape[0])
+                              .dim(widths[0]).layers(widths[1]).heads(widths[2]).dropout(dropout));
+  }
   if (kind == "mlp") {
     int64_t inputs = 1;
     for (auto d : sample_shape) inputs *= d;

@@ -34,7 +34,9 @@ torch::nn::Sequential cnn(const std::vector<int64_t>& sample_shape, const std::v
 
 /// Builds a reference model from a spec string: "mlp:W1,W2,..." or "cnn:W1,W2,..." (e.g. "cnn:8,16"),
 /// or "cnn" for the demo's CNN teacher (cnn:32,64 with a 256-unit hidden layer). `sample_shape` is the shape of one input
-/// (e.g. {1, 28, 28}). Throws `kdistill::Error` naming the spec when it cannot be parsed.
+/// (e.g. {1, 28, 28}). Language models: "transformer:DIM,LAYERS,HEADS" (`transformer_lm`, with
+/// `sample_shape` {L} as its context and `classes` as the vocabulary) and "gru:HIDDEN[,LAYERS]"
+/// (`gru_lm`). Throws `kdistill::Error` naming the spec when it cannot be parsed.
 Model build_model(const std::string& spec, const std::vector<int64_t>& sample_shape, int64_t classes,
                   double dropout = 0.0);
 
