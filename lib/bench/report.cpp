@@ -77,6 +77,20 @@ std::string to_json(const Report& r) {
                                       {"cold", l.cold_ms}, {"iters", l.iters}, {"samples_per_s", l.samples_per_s}};
     }
     e["latency_ms"] = lat;
+    if (m.bits_per_byte >= 0) e["bits_per_byte"] = m.bits_per_byte;
+    if (m.tokens_per_s >= 0) e["tokens_per_s"] = m.tokens_per_s;
+    if (!m.generation.empty()) {
+      ordered_json gen = ordered_json::object();
+      for (const auto& g : m.generation) {
+        gen[std::to_string(g.batch)] = {{"method", g.method},
+                                        {"prompt", g.prompt},
+                                        {"new_tokens", g.new_tokens},
+                                        {"prefill_ms", {{"p50", g.prefill_p50_ms}, {"p99", g.prefill_p99_ms}}},
+                                        {"decode_ms_per_token", {{"p50", g.decode_p50_ms}, {"p99", g.decode_p99_ms}}},
+                                        {"tokens_per_s", g.tokens_per_s}};
+      }
+      e["generation"] = gen;
+    }
     models[name] = e;
   }
   j["models"] = models;

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "kdistill/bench/generation.h"
 #include "kdistill/bench/latency.h"
 
 #pragma GCC visibility push(default)  // the exported API: docs/architecture.md
@@ -22,6 +23,12 @@ struct ModelReport {
   double accuracy_fp32 = -1;
   double agreement_with_fp32 = -1;
   std::vector<LatencyStats> latency;
+  /// Language models: held-out bits per byte (per token for other vocabularies), tokens/s of
+  /// greedy generation at batch 1, and the generation measurements per batch size (-1 / empty:
+  /// not measured).
+  double bits_per_byte = -1;
+  double tokens_per_s = -1;
+  std::vector<GenerationStats> generation;
 };
 
 /// A teacher-vs-student trade-off report: the JSON of docs/cli.md ("Reports").
