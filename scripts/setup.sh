@@ -11,8 +11,10 @@ PACKAGES=(
   libspdlog-dev libfmt-dev libeigen3-dev libhdf5-dev libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev pybind11-dev libssl-dev
   python3-dev python3-torch python3-pytest python3-h5py python3-matplotlib python3-numpy
-  ccache dataset-fashion-mnist
+  ccache dataset-fashion-mnist fortunes
 )
+# fortunes: about 2.5 MB of plain English text (/usr/share/games/fortunes), the text of the
+# language-model demo (`kdistill demo --task lm`).
 # `setup.sh --fuzz` adds what scripts/fuzz.sh needs: clang and its libFuzzer runtime.
 if [ "${1:-}" = "--fuzz" ]; then
   PACKAGES+=(clang libclang-rt-14-dev)

@@ -11,6 +11,7 @@
 #include <torch/torch.h>
 
 #include "commands.h"
+#include "demo_lm.h"
 #include "cli_util.h"
 #include "kdistill/kdistill.h"
 
@@ -207,8 +208,43 @@ int run_demo(const DemoArgs& a) {
 
 }  // namespace
 
+// The language-model demo's settings: its own defaults, overridden by the shared options the user
+// gave (`given` tells which).
+LmDemoArgs lm_args(const DemoArgs& a, const LmDemoArgs& extra, const std::function<bool(const char*)>& given) {
+  LmDemoArgs l = extra;
+  if (given("--data")) l.data = a.data;
+  if (given("--teacher")) l.teacher = a.teacher;
+  if (given("--student")) l.student = a.student;
+  if (given("--epochs-teacher")) l.epochs_teacher = a.epochs_teacher;
+  if (given("--epochs-student")) l.epochs_student = a.epochs_student;
+  if (given("--temperature")) l.temperature = a.temperature;
+  if (given("--alpha")) l.alpha = a.alpha;
+  if (given("--batch-size")) l.batch_size = a.batch_size;
+  if (given("--lr")) l.lr = a.lr;
+  if (given("--teacher-lr")) l.teacher_lr = a.teacher_lr;
+  l.seed = a.seed;
+  l.threads = a.threads;
+  l.device = a.device;
+  l.report = a.report;
+  l.teacher_weights = a.teacher_weights;
+  for (const char* image_only : {"--labels", "--validation", "--offline", "--batch", "--bench-seconds", "--precision"}) {
+    check(!given(image_only), "demo --task lm: ", image_only, " is for the image demo only");
+  }
+  return l;
+}
+
 Run add_demo(CLI::App& app) {
   auto a = std::make_shared<DemoArgs>();
+  auto lm = std::make_shared<LmDemoArgs>();
+  auto task = std::make_shared<std::string>("image");
+  app.add_option("--task", *task, "image (Fashion-MNIST classifiers) or lm (byte-level language models on Debian's "
+                 "fortunes text)")->capture_default_str()->check(CLI::IsMember({"image", "lm"}));
+  app.add_option("--length", lm->length, "lm: bytes per training window (the models' context)")
+      ->capture_default_str()->check(CLI::Range(2, 4096));
+  app.add_option("--max-bytes", lm->max_bytes, "lm: use only the first N training bytes (0: all)")
+      ->capture_default_str();
+  app.add_option("--new-tokens", lm->new_tokens, "lm: bytes generated per timed generation")
+      ->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--data", a->data, "MNIST-family directory (IDX files, .gz or plain)")->capture_default_str();
   app.add_option("--teacher", a->teacher, "Teacher: mlp:W1,W2,... or cnn")->capture_default_str();
   app.add_option("--student", a->student, "Student: mlp:W,... or cnn:W1,W2,...")->capture_default_str();
@@ -238,7 +274,10 @@ Run add_demo(CLI::App& app) {
                "augmentation); the distilled student's samples/s include that pass");
   app.add_option("--batch", a->batches, "Batch sizes whose latency is measured")->capture_default_str();
   app.add_option("--bench-seconds", a->bench_seconds, "Timed seconds per model and batch size")->capture_default_str();
-  return [a] { return run_demo(*a); };
+  return [a, lm, task, &app] {
+    if (*task == "lm") return run_lm_demo(lm_args(*a, *lm, [&](const char* name) { return app.count(name) > 0; }));
+    return run_demo(*a);
+  };
 }
 
 }  // namespace kdistill::cli

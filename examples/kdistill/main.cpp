@@ -67,7 +67,8 @@ int main(int argc, char** argv) {
     auto* sub = app.add_subcommand(name, help);
     runs[sub] = make(*sub);
   };
-  add("demo", "Distil a teacher into a small student on Fashion-MNIST and print the trade-off table",
+  add("demo", "Distil a teacher into a small student on Fashion-MNIST (--task lm: byte-level language models on "
+      "English text) and print the trade-off table",
       kdistill::cli::add_demo);
   add("train", "Run a configured distillation (--config run.yaml) or continue one (--resume DIR)",
       kdistill::cli::add_train);
