@@ -112,7 +112,7 @@ class Reader {
 void read_train(const Reader& r, const YAML::Node& t, TrainerOptions& o) {
   r.keys(t, "train", {"epochs", "max_steps", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay",
                       "schedule", "warmup_steps", "step_size", "gamma", "grad_clip_norm", "checkpoint_every",
-                      "log_every", "eval_batch_size", "on_nonfinite"});
+                      "log_every", "eval_batch_size", "on_nonfinite", "micro_batches", "token_reduction"});
   for (const auto& kv : t) {
     const auto key = kv.first.Scalar();  // r.keys checked that every key is a scalar
     const auto path = "train." + key;
@@ -134,6 +134,8 @@ void read_train(const Reader& r, const YAML::Node& t, TrainerOptions& o) {
     else if (key == "log_every") o.log_every(r.integer(v, path));
     else if (key == "eval_batch_size") o.eval_batch_size(r.integer(v, path));
     else if (key == "on_nonfinite") o.on_nonfinite(r.string(v, path));
+    else if (key == "micro_batches") o.micro_batches(r.integer(v, path));
+    else if (key == "token_reduction") o.token_reduction(parse_token_reduction(r.string(v, path)));
   }
 }
 
@@ -356,10 +358,16 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
   }
 
   if (const auto d = root["data"]) {
-    r.keys(d, "data", {"format", "path", "train", "test", "features", "labels", "labeled", "validation", "hdf5"});
+    r.keys(d, "data",
+           {"format", "path", "train", "test", "features", "labels", "labeled", "validation", "hdf5", "length", "pad_id"});
     if (d["format"]) c.data.format = r.string(d["format"], "data.format");
-    check(c.data.format == "idx" || c.data.format == "hdf5", origin, ": data.format: expected idx or hdf5, got \"",
-          c.data.format, "\"");
+    const auto& f = c.data.format;
+    check(f == "idx" || f == "hdf5" || f == "text" || f == "tokens", origin,
+          ": data.format: expected idx, hdf5, text or tokens, got \"", f, "\"");
+    if (d["length"]) c.data.length = r.integer(d["length"], "data.length");
+    check(c.data.length >= 1, origin, ": data.length: must be >= 1, got ", c.data.length);
+    if (d["pad_id"]) c.data.pad_id = r.integer(d["pad_id"], "data.pad_id");
+    check(f != "text" || d["path"], origin, ": data.path: required when data.format is text (a text file or directory)");
     if (d["path"]) c.data.path = r.file(d["path"], "data.path");
     auto h = d["hdf5"] ? d["hdf5"] : d;  // the hdf5 keys may sit in data or in data.hdf5
     if (d["hdf5"]) r.keys(h, "data.hdf5", {"train", "test", "features", "labels"});
@@ -372,7 +380,8 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
     check(c.data.labeled >= 0, origin, ": data.labeled: must be >= 0, got ", c.data.labeled);
     if (d["validation"]) c.data.validation = r.integer(d["validation"], "data.validation");
     check(c.data.validation >= 0, origin, ": data.validation: must be >= 0, got ", c.data.validation);
-    check(c.data.format != "hdf5" || !c.data.train.empty(), origin, ": data.train: required when data.format is hdf5");
+    check((f != "hdf5" && f != "tokens") || !c.data.train.empty(), origin, ": data.train: required when data.format is ",
+          f);
   }
   if (const auto t = root["teacher"]) {
     r.keys(t, "teacher", {"torchscript", "cache", "ensemble"});
@@ -434,6 +443,14 @@ std::string to_yaml(const RunConfig& c) {
   out << YAML::Key << "data" << YAML::Value << YAML::BeginMap << YAML::Key << "format" << YAML::Value << Text{c.data.format};
   if (c.data.format == "idx") {
     out << YAML::Key << "path" << YAML::Value << Text{c.data.path};
+  } else if (c.data.format == "text") {
+    out << YAML::Key << "path" << YAML::Value << Text{c.data.path};
+    if (!c.data.test.empty()) out << YAML::Key << "test" << YAML::Value << Text{c.data.test};
+    out << YAML::Key << "length" << YAML::Value << c.data.length;
+  } else if (c.data.format == "tokens") {
+    out << YAML::Key << "train" << YAML::Value << Text{c.data.train};
+    if (!c.data.test.empty()) out << YAML::Key << "test" << YAML::Value << Text{c.data.test};
+    out << YAML::Key << "pad_id" << YAML::Value << c.data.pad_id;
   } else {
     out << YAML::Key << "train" << YAML::Value << Text{c.data.train};
     if (!c.data.test.empty()) out << YAML::Key << "test" << YAML::Value << Text{c.data.test};
@@ -478,7 +495,9 @@ std::string to_yaml(const RunConfig& c) {
       << YAML::Key << "gamma" << YAML::Value << t.gamma() << YAML::Key << "grad_clip_norm" << YAML::Value
       << t.grad_clip_norm() << YAML::Key << "checkpoint_every" << YAML::Value << t.checkpoint_every() << YAML::Key
       << "log_every" << YAML::Value << t.log_every() << YAML::Key << "eval_batch_size" << YAML::Value
-      << t.eval_batch_size() << YAML::Key << "on_nonfinite" << YAML::Value << Text{t.on_nonfinite()};
+      << t.eval_batch_size() << YAML::Key << "on_nonfinite" << YAML::Value << Text{t.on_nonfinite()} << YAML::Key
+      << "micro_batches" << YAML::Value << t.micro_batches() << YAML::Key << "token_reduction" << YAML::Value
+      << to_string(t.token_reduction());
   out << YAML::EndMap;
   out << YAML::Key << "precision" << YAML::Value << YAML::Flow << YAML::BeginMap << YAML::Key << "teacher"
       << YAML::Value << to_string(t.precision().teacher()) << YAML::Key << "student" << YAML::Value

@@ -16,6 +16,7 @@
 #include "kdistill/core/system.h"
 #include "kdistill/data/hdf5.h"
 #include "kdistill/data/mnist.h"
+#include "kdistill/data/tokens.h"
 #include "kdistill/io/atomic_file.h"
 #include "kdistill/io/sha256.h"
 #include "kdistill/teachers/cache.h"
@@ -61,6 +62,17 @@ struct Data {
   ordered_json files = ordered_json::object();  // path -> sha256
 };
 
+// The SHA-256 of a text file, or of each file `read_bytes` reads under a directory.
+void hash_text(const std::string& path, ordered_json& files) {
+  if (!fs::is_directory(path)) {
+    files[path] = io::sha256_file(path);
+    return;
+  }
+  for (const auto& e : fs::recursive_directory_iterator(path)) {
+    if (e.is_regular_file() && !e.is_symlink()) files[e.path().string()] = io::sha256_file(e.path().string());
+  }
+}
+
 Data load_data(const RunConfig& c) {
   Data d;
   if (c.data.format == "idx") {
@@ -72,6 +84,22 @@ Data load_data(const RunConfig& c) {
       if (entry.is_regular_file() && name.find("-ubyte") != std::string::npos) {
         d.files[entry.path().string()] = io::sha256_file(entry.path().string());
       }
+    }
+  } else if (c.data.format == "text") {
+    // Next-byte language modelling: the byte-level tokenizer, windows of `length`.
+    d.train = data::text_windows(data::read_bytes(c.data.path), c.data.length, 256, "text");
+    hash_text(c.data.path, d.files);
+    if (!c.data.test.empty()) {
+      d.test = data::text_windows(data::read_bytes(c.data.test), c.data.length, 256, "text/test");
+      hash_text(c.data.test, d.files);
+    }
+  } else if (c.data.format == "tokens") {
+    d.train = data::load_tokens_hdf5(c.data.train, data::TokenOptions().pad_id(c.data.pad_id));
+    d.files[c.data.train] = io::sha256_file(c.data.train);
+    if (!c.data.test.empty()) {
+      d.test = data::load_tokens_hdf5(c.data.test,
+                                      data::TokenOptions().pad_id(c.data.pad_id).vocab_size(d.train.num_classes()));
+      d.files[c.data.test] = io::sha256_file(c.data.test);
     }
   } else {
     d.train = data::load_hdf5(c.data.train, c.data.features, c.data.labels);
@@ -381,11 +409,18 @@ RunResult execute(const RunConfig& c, bool resume) {
       }
     }
     if (teacher && teacher->num_parameters() >= 0) {
-      bench::ModelReport t{teacher->describe(), teacher->num_parameters(), result.train.teacher_accuracy};
+      bench::ModelReport t;
+      t.arch = teacher->describe();
+      t.params = teacher->num_parameters();
+      t.accuracy = result.train.teacher_accuracy;
       report.models.emplace_back("teacher", t);
     }
-    bench::ModelReport s{student.arch(), student.num_parameters(), eval ? result.train.final_eval.accuracy : -1,
-                         result.train.final_eval.agreement, result.train.train_samples_per_s};
+    bench::ModelReport s;
+    s.arch = student.arch();
+    s.params = student.num_parameters();
+    s.accuracy = eval ? result.train.final_eval.accuracy : -1;
+    s.agreement = result.train.final_eval.agreement;
+    s.train_samples_per_s = result.train.train_samples_per_s;
     report.models.emplace_back(teacher ? "student_kd" : "student_scratch", s);
     result.report_json = bench::to_json(report);
     io::atomic_write_string((out / "report.json").string(), result.report_json);

@@ -188,3 +188,44 @@ def test_methods_schedules_and_generations_from_a_dict(tabular, run_config):
         t = s["terms"]
         want = w * (t["dkd.tckd"] + 2.0 * t["dkd.nckd"]) + t["ce"] + 0.5 * t["jsd"]
         assert s["loss"] == pytest.approx(want, rel=1e-5), s
+
+
+class ByteGRU(torch.nn.Module):
+    """A next-byte language model as a user writes one: tokens [B, L] -> logits [B, L, 256]."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.embed = torch.nn.Embedding(256, hidden)
+        self.gru = torch.nn.GRU(hidden, hidden, batch_first=True)
+        self.head = torch.nn.Linear(hidden, 256)
+
+    def forward(self, tokens):
+        y, _ = self.gru(self.embed(tokens))
+        return self.head(y)
+
+
+def test_a_language_model_distils_on_text_from_a_dict(tmp_path):
+    text = "".join(f"the cat sat on mat {i % 5}\n" for i in range(60))
+    (tmp_path / "train.txt").write_text(text)
+    (tmp_path / "test.txt").write_text(text[:300])
+    torch.manual_seed(0)
+    torch.jit.script(ByteGRU(16)).save(str(tmp_path / "teacher.pt"))
+    torch.jit.script(ByteGRU(8)).save(str(tmp_path / "student.pt"))
+    r = kdistill.train({
+        "threads": 1,
+        "data": {"format": "text", "path": tmp_path / "train.txt", "test": tmp_path / "test.txt", "length": 16},
+        "teacher": {"torchscript": tmp_path / "teacher.pt"},
+        "student": {"torchscript": tmp_path / "student.pt"},
+        "loss": [{"kind": "skew_reverse_kl"}, {"kind": "ce"}],
+        "train": {"epochs": 2, "batch_size": 8, "optimizer": "adamw", "lr": 0.01, "micro_batches": 2},
+        "output": tmp_path / "out",
+    })
+    kd = r["models"]["student_kd"]
+    assert 0 <= kd["agreement"] <= 1
+    # The student PyTorch loads scores the held-out bytes as kdistill did (next-byte top-1).
+    data = torch.tensor(list((tmp_path / "test.txt").read_bytes()), dtype=torch.long)
+    windows = data[: (len(data) - 1) // 16 * 16 + 1].unfold(0, 17, 16)
+    model = torch.jit.load(str(tmp_path / "out" / "student.pt")).eval()
+    with torch.no_grad():
+        top1 = (model(windows[:, :16]).argmax(2) == windows[:, 1:]).double().mean().item()
+    assert kd["accuracy"] == pytest.approx(top1, abs=1e-9)

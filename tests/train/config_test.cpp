@@ -79,7 +79,7 @@ TEST(Config, ErrorsNameTheKeyPath) {
   EXPECT_EQ(config_error(base + "loss: {temperature: {a: 1}}\n"),
             "run.yaml: loss.temperature.a: unknown key (expected one of: end, epochs, gamma, schedule, start, step_size, steps)");
   EXPECT_THAT(config_error(base + "data: {format: csv}\n"),
-              HasSubstr("data.format: expected idx or hdf5, got \"csv\""));
+              HasSubstr("data.format: expected idx, hdf5, text or tokens, got \"csv\""));
   EXPECT_THAT(config_error(base + "data: {format: hdf5}\n"), HasSubstr("data.train: required"));
   EXPECT_THAT(config_error(base + "teacher: {cache: a.h5, torchscript: t.pt}\n"),
               HasSubstr("either torchscript or cache"));

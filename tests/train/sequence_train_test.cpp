@@ -3,11 +3,18 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <fstream>
+#include <map>
+
+#include <nlohmann/json.hpp>
 #include <torch/torch.h>
 
 #include "kdistill/data/tokens.h"
+#include "kdistill/io/atomic_file.h"
 #include "kdistill/losses/tokens.h"
 #include "kdistill/models/sequence.h"
+#include "kdistill/train/run.h"
 #include "kdistill/train/trainer.h"
 #include "support.h"
 
@@ -118,6 +125,39 @@ TEST(SequenceTraining, ADistilledStudentMovesTowardsItsTeacherAndIsScoredOnRealT
   EXPECT_LT(terms_last, 0.7 * terms_first);  // measured: 2.30 -> 1.15
 }
 
+// bf16 is where sequence losses usually turn NaN: -inf attention masks under autocast, and
+// log-softmax of bf16 logits over a vocabulary. The loss must stay finite and follow fp32's.
+TEST(SequenceTraining, ABf16StudentTransformerTrainsWithFiniteLossesCloseToFp32) {
+  auto train = ragged(12);
+  std::map<std::string, std::vector<double>> losses;
+  for (auto p : {Precision::kFloat32, Precision::kBFloat16}) {
+    torch::manual_seed(2);
+    auto s = transformer_lm(TransformerLMOptions(kVocab, 8).dim(16).layers(1).heads(2));
+    DistillTrainer trainer(s, nullptr, plain().max_steps(4).precision(PrecisionOptions().student(p)));
+    auto& out = losses[to_string(p)];
+    trainer.on_step([&](const StepInfo& info) { out.push_back(info.loss); });
+    trainer.fit(train);
+    for (const auto& w : s.parameters()) EXPECT_TRUE(torch::isfinite(w).all().item<bool>()) << to_string(p);
+  }
+  ASSERT_EQ(losses["bf16"].size(), 4u);
+  for (size_t i = 0; i < 4; ++i) {
+    EXPECT_TRUE(std::isfinite(losses["bf16"][i])) << i;
+    EXPECT_NEAR(losses["bf16"][i], losses["fp32"][i], 0.05 * losses["fp32"][i]) << i;
+  }
+}
+
+// Any C++ module from tokens to [B, L, V] logits trains: here a bigram model (an embedding and a
+// linear head), which can only learn next-token statistics, and does.
+TEST(SequenceTraining, ACppSequentialLanguageModelTrains) {
+  auto train = ragged(48);
+  torch::manual_seed(5);
+  Model bigram(torch::nn::Sequential(torch::nn::Embedding(kVocab, 8), torch::nn::Linear(8, kVocab)));
+  DistillTrainer trainer(bigram, nullptr, plain().max_steps(0).epochs(20).lr(0.5));
+  auto result = trainer.fit(train, &train);
+  EXPECT_EQ(result.final_eval.samples, train.num_labelled());
+  EXPECT_LT(result.epochs.back().train_loss, result.epochs.front().train_loss - 0.1);
+}
+
 TEST(SequenceTraining, PreflightNamesTheSequenceShapeItExpected) {
   Model flat(torch::nn::Sequential(torch::nn::Embedding(kVocab, 4), torch::nn::Flatten(), torch::nn::Linear(28, kVocab)));
   DistillTrainer trainer(flat, nullptr, plain());
@@ -125,6 +165,45 @@ TEST(SequenceTraining, PreflightNamesTheSequenceShapeItExpected) {
               HasSubstr("expected [2, 7, 11] (11 tokens in the vocabulary of 'tokens')"));
   EXPECT_THAT(error_of([&] { DistillTrainer(student(), nullptr, plain().micro_batches(13)).fit(ragged(12)); }),
               HasSubstr("micro_batches must be in [1, batch_size = 12], got 13"));
+}
+
+}  // namespace kdistill::test
+
+namespace kdistill::test {
+
+// A configured run on text (`data.format: text`), distilling a TorchScript transformer into a GRU
+// with gradient accumulation: what `kdistill train --config` and Python's `kdistill.train` run.
+TEST(SequenceTraining, AConfiguredRunDistilsALanguageModelOnText) {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 80; ++i) text += "to be or not to be " + std::to_string(i % 5) + "\n";
+  std::ofstream(dir / "train.txt") << text;
+  std::ofstream(dir / "test.txt") << text.substr(0, 400);
+  torch::manual_seed(0);
+  transformer_lm(TransformerLMOptions(256, 16).dim(16).layers(1).heads(2)).save(dir / "teacher.pt");
+  gru_lm(GRULMOptions(256).hidden(8)).save(dir / "student.pt");
+  std::ofstream(dir / "run.yaml") << "threads: 1\n"
+                                     "data: {format: text, path: train.txt, test: test.txt, length: 16}\n"
+                                     "teacher: {torchscript: teacher.pt}\nstudent: {torchscript: student.pt}\n"
+                                     "loss: {kind: kd, temperature: 1, alpha: 0.5}\n"
+                                     "train: {epochs: 1, batch_size: 8, optimizer: adamw, lr: 0.01, micro_batches: 3,"
+                                     " token_reduction: sequence_sum, log_every: 0}\n"
+                                     "output: out\n";
+  auto result = run_config(load_config(dir / "run.yaml"));
+  const int64_t test_tokens = (400 - 1) / 16 * 16;
+  EXPECT_EQ(result.train.final_eval.samples, test_tokens);
+  EXPECT_GE(result.train.final_eval.agreement, 0.0);
+  auto report = nlohmann::json::parse(result.report_json);
+  EXPECT_EQ(report["models"]["student_kd"]["params"], Model::load_torchscript(dir / "student.pt").num_parameters());
+  const auto resolved = io::read_file(dir / "out/config.yaml");
+  EXPECT_THAT(resolved, HasSubstr("format: text"));
+  EXPECT_THAT(resolved, HasSubstr("micro_batches: 3"));
+  EXPECT_THAT(resolved, HasSubstr("token_reduction: sequence_sum"));
+  auto saved = Model::load_torchscript(dir / "out/student.pt");
+  EXPECT_EQ(saved.forward(torch::zeros({1, 5}, torch::kLong)).sizes(), torch::IntArrayRef({1, 5, 256}));
+
+  std::ofstream(dir / "bad.yaml") << "data: {format: text}\nstudent: {torchscript: student.pt}\n";
+  EXPECT_THAT(error_of([&] { load_config(dir / "bad.yaml"); }), HasSubstr("data.path: required when data.format is text"));
 }
 
 }  // namespace kdistill::test

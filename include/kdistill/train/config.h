@@ -14,10 +14,14 @@ namespace kdistill {
 
 /// Where a configured run's data comes from.
 struct DataConfig {
-  std::string format = "idx";  ///< "idx" (an MNIST-family directory) or "hdf5"
-  std::string path = "/usr/share/datasets/fashion-mnist";  ///< idx: the directory
-  std::string train;           ///< hdf5: training file
-  std::string test;            ///< hdf5: test file (optional)
+  /// "idx" (an MNIST-family directory), "hdf5" (features and labels), "text" (UTF-8 text, read as
+  /// bytes: next-byte language modelling) or "tokens" (HDF5 token sequences, `load_tokens_hdf5`)
+  std::string format = "idx";
+  std::string path = "/usr/share/datasets/fashion-mnist";  ///< idx: the directory; text: a file or directory
+  std::string train;           ///< hdf5, tokens: training file
+  std::string test;            ///< hdf5, tokens: test file; text: held-out text file or directory (optional)
+  int64_t length = 128;        ///< text: positions per window (`text_windows`)
+  int64_t pad_id = -1;         ///< tokens: the padding id, when the file has no `pad_id` attribute
   std::string features = "x";  ///< hdf5: features dataset
   std::string labels = "y";    ///< hdf5: labels dataset
   int64_t labeled = 0;         ///< > 0: only the first N training labels are kept (transfer set)
