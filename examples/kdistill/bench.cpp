@@ -25,9 +25,54 @@ struct BenchArgs {
   int64_t iters = 1000;
   double min_seconds = 1.0;
   bool optimize = false;
+  int64_t generate = 0;  // > 0: language models over this vocabulary; generation is measured
+  int64_t prompt = 32, new_tokens = 64, runs = 5;
 };
 
+// `--generate V`: autoregressive generation of both language models at each batch size.
+int run_generation_bench(const BenchArgs& a) {
+  check(a.runtimes == "torch" && !a.optimize && a.data.empty() && a.precision == "fp32", "--generate measures the "
+        "TorchScript models as loaded, in fp32: it takes no --runtimes, --optimize, --data or --precision");
+  const auto device = parse_device(a.device);
+  bench::Report report;
+  report.device = a.device;
+  report.threads = a.threads > 0 ? a.threads : torch::get_num_threads();
+  const auto batches = parse_int_list("--batch", a.batches);
+  for (const auto& [name, path] : {std::pair{"teacher", a.teacher}, std::pair{"student", a.student}}) {
+    auto model = Model::load_torchscript(path, device);
+    bench::ModelReport m;
+    m.arch = std::filesystem::path(path).filename().string();
+    m.params = model.num_parameters();
+    for (auto b : batches) {
+      m.generation.push_back(bench::measure_generation(model, a.generate,
+                                                       bench::GenerationOptions()
+                                                           .batch(b)
+                                                           .prompt(a.prompt)
+                                                           .new_tokens(a.new_tokens)
+                                                           .runs(a.runs)
+                                                           .device(device)
+                                                           .threads(a.threads)));
+    }
+    m.tokens_per_s = m.generation.front().tokens_per_s;
+    report.models.emplace_back(name, m);
+  }
+  std::cout << "| model | params | batch | method | prefill p50 / p99 ms | decode p50 / p99 ms per token | tokens/s "
+               "| speed-up |\n|---|---:|---:|---|---:|---:|---:|---:|\n";
+  for (const auto& [name, m] : report.models) {
+    for (size_t i = 0; i < m.generation.size(); ++i) {
+      const auto& g = m.generation[i];
+      std::cout << fmt::format("| {} | {} | {} | {} | {:.3f} / {:.3f} | {:.3f} / {:.3f} | {:.0f} | {:.2f}x |\n",
+                               name, m.params, g.batch, g.method, g.prefill_p50_ms, g.prefill_p99_ms, g.decode_p50_ms,
+                               g.decode_p99_ms, g.tokens_per_s,
+                               g.tokens_per_s / report.models[0].second.generation[i].tokens_per_s);
+    }
+  }
+  if (!a.json.empty()) io::atomic_write_string(a.json, bench::to_json(report));
+  return 0;
+}
+
 int run_bench(const BenchArgs& a) {
+  if (a.generate > 0) return run_generation_bench(a);
   const std::string runtimes = "," + a.runtimes + ",";
   const auto device = parse_device(a.device);
   auto o = bench::CompareOptions()
@@ -108,6 +153,14 @@ Run add_bench(CLI::App& app) {
                  "--data is measured in it too)")->capture_default_str();
   app.add_flag("--optimize", a->optimize,
                "Freeze both TorchScript models and run LibTorch's optimize_for_inference first, as for serving");
+  app.add_option("--generate", a->generate, "Language models over a vocabulary of V tokens: measure greedy "
+                 "generation (prefill, per-token decode, tokens/s) at each --batch size instead")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--prompt", a->prompt, "--generate: prompt tokens")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--new-tokens", a->new_tokens, "--generate: tokens generated per run")
+      ->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--runs", a->runs, "--generate: timed generations per batch size")
+      ->capture_default_str()->check(CLI::PositiveNumber);
   app.add_option("--json", a->json, "Write the report JSON here");
   app.add_option("--csv", a->csv, "Write one CSV row per model and batch size here");
   return [a] { return run_bench(*a); };

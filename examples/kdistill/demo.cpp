@@ -243,6 +243,8 @@ Run add_demo(CLI::App& app) {
       ->capture_default_str()->check(CLI::Range(2, 4096));
   app.add_option("--max-bytes", lm->max_bytes, "lm: use only the first N training bytes (0: all)")
       ->capture_default_str();
+  app.add_option("--divergence", lm->divergence, "lm: the soft term, kl (Hinton's KD), reverse_kl, jsd, tvd, skew_kl "
+                 "or skew_reverse_kl")->capture_default_str();
   app.add_option("--new-tokens", lm->new_tokens, "lm: bytes generated per timed generation")
       ->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--data", a->data, "MNIST-family directory (IDX files, .gz or plain)")->capture_default_str();
@@ -275,7 +277,11 @@ Run add_demo(CLI::App& app) {
   app.add_option("--batch", a->batches, "Batch sizes whose latency is measured")->capture_default_str();
   app.add_option("--bench-seconds", a->bench_seconds, "Timed seconds per model and batch size")->capture_default_str();
   return [a, lm, task, &app] {
-    if (*task == "lm") return run_lm_demo(lm_args(*a, *lm, [&](const char* name) { return app.count(name) > 0; }));
+    const auto given = [&](const char* name) { return app.count(name) > 0; };
+    if (*task == "lm") return run_lm_demo(lm_args(*a, *lm, given));
+    for (const char* lm_only : {"--length", "--max-bytes", "--new-tokens", "--divergence"}) {
+      check(!given(lm_only), "demo: ", lm_only, " is for the language-model demo only (--task lm)");
+    }
     return run_demo(*a);
   };
 }

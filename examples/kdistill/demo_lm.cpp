@@ -59,6 +59,15 @@ int run_lm_demo(const LmDemoArgs& a) {
   check(a.alpha >= 0 && a.alpha <= 1, "demo --task lm: --alpha must be in [0, 1], got ", a.alpha);
   check(a.lr > 0 && a.teacher_lr > 0, "demo --task lm: --lr and --teacher-lr must be > 0");
   check(a.max_bytes >= 0, "demo --task lm: --max-bytes must be >= 0, got ", a.max_bytes);
+  try {  // an unknown --divergence fails before anything trains
+    divergence(torch::zeros({1, 2}), torch::zeros({1, 2}), DivergenceOptions().kind(a.divergence));
+  } catch (const Error& e) {
+    fail("demo --task lm: --divergence: ", e.what());
+  }
+  for (const auto& [flag, spec] : {std::pair{"--teacher", a.teacher}, std::pair{"--student", a.student}}) {
+    check(spec.rfind("transformer:", 0) == 0 || spec.rfind("gru:", 0) == 0, "demo --task lm: ", flag,
+          " must be a language model, transformer:DIM,LAYERS,HEADS or gru:HIDDEN[,LAYERS], got \"", spec, "\"");
+  }
   const auto device = parse_device(a.device);
   if (!a.report.empty()) {
     const auto dir = fs::absolute(a.report).parent_path();
@@ -113,9 +122,19 @@ int run_lm_demo(const LmDemoArgs& a) {
   logger()->info("student {} from the text alone: {} epochs", a.student, a.epochs_student);
   DistillTrainer s(scratch, nullptr, lm_options(a, a.epochs_student, a.lr));
   auto scratch_result = s.fit(train);
-  logger()->info("student {} distilled: {} epochs, T={} alpha={}", a.student, a.epochs_student, a.temperature, a.alpha);
-  DistillTrainer k(kd_student, std::make_shared<ModelTeacher>(teacher),
-                   lm_options(a, a.epochs_student, a.lr).loss(KDLossOptions().temperature(a.temperature).alpha(a.alpha)));
+  logger()->info("student {} distilled: {} epochs, {} at T={}, alpha={}", a.student, a.epochs_student, a.divergence,
+                 a.temperature, a.alpha);
+  auto kd_options = lm_options(a, a.epochs_student, a.lr).loss(KDLossOptions().temperature(a.temperature).alpha(a.alpha));
+  if (a.divergence != "kl") {
+    // alpha * T^2 * D(teacher, student) + (1 - alpha) * cross-entropy, D another divergence.
+    auto objective = std::make_shared<CompositeObjective>();
+    objective->add(a.divergence, std::make_shared<DivergenceObjective>(
+                                     DivergenceOptions().kind(a.divergence).temperature(a.temperature)),
+                   a.alpha);
+    if (a.alpha < 1) objective->add("ce", std::make_shared<CrossEntropyObjective>(), 1 - a.alpha);
+    kd_options.objective(objective);
+  }
+  DistillTrainer k(kd_student, std::make_shared<ModelTeacher>(teacher), kd_options);
   auto kd_result = k.fit(train);
 
   bench::Report report;
@@ -161,10 +180,10 @@ int run_lm_demo(const LmDemoArgs& a) {
   const auto& sc = report.models[1].second;
   const auto& kd = report.models[2].second;
   std::cout << fmt::format(
-      "\nheld-out text: {} ({} bytes). Distillation vs text alone: {:+.3f} bits/byte ({:.3f} -> {:.3f}), agreement "
+      "\nheld-out text: {} ({} bytes). Distillation ({}) vs text alone: {:+.3f} bits/byte ({:.3f} -> {:.3f}), agreement "
       "{:+.2f} points.\ngeneration ({}, batch 1, {} new bytes after {}): the student is {:.2f}x the teacher's speed "
       "with {:.1f}% of its parameters\n",
-      fmt::join(kHeldOutFortunes, ", "), test_bytes.size(0), kd.bits_per_byte - sc.bits_per_byte, sc.bits_per_byte,
+      fmt::join(kHeldOutFortunes, ", "), test_bytes.size(0), a.divergence, kd.bits_per_byte - sc.bits_per_byte, sc.bits_per_byte,
       kd.bits_per_byte, 100 * (kd.agreement - sc.agreement), kd.generation.front().method, a.new_tokens, a.prompt,
       kd.tokens_per_s / t.tokens_per_s, 100.0 * static_cast<double>(kd.params) / static_cast<double>(t.params));
   if (!a.report.empty()) {

@@ -20,6 +20,7 @@ struct LmDemoArgs {
   int64_t epochs_student = 2;
   double temperature = 1.0;
   double alpha = 0.5;
+  std::string divergence = "kl";  ///< the soft term: kl (Hinton's KD) or a `DivergenceOptions` kind
   int64_t batch_size = 32;
   double lr = 3e-3;
   double teacher_lr = 3e-3;

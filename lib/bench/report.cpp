@@ -1,5 +1,6 @@
 #include "kdistill/bench/report.h"
 
+#include <cmath>
 #include <iomanip>
 #include <sstream>
 
@@ -77,7 +78,10 @@ std::string to_json(const Report& r) {
                                       {"cold", l.cold_ms}, {"iters", l.iters}, {"samples_per_s", l.samples_per_s}};
     }
     e["latency_ms"] = lat;
-    if (m.bits_per_byte >= 0) e["bits_per_byte"] = m.bits_per_byte;
+    if (m.bits_per_byte >= 0) {
+      e["bits_per_byte"] = m.bits_per_byte;
+      e["perplexity"] = std::exp2(m.bits_per_byte);  // per byte (per token for other vocabularies)
+    }
     if (m.tokens_per_s >= 0) e["tokens_per_s"] = m.tokens_per_s;
     if (!m.generation.empty()) {
       ordered_json gen = ordered_json::object();

@@ -48,6 +48,16 @@ std::string mnist(const std::string& dir, int64_t n = 200) {
   return d;
 }
 
+// A directory of text for `demo --task lm`: the held-out files and one training file.
+std::string text_dir(const std::string& dir) {
+  const auto d = dir + "/text";
+  fs::create_directories(d);
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "The quick brown fox jumps over the lazy dog. ";
+  for (const char* name : {"kids", "law", "other"}) write(d + "/" + name, text);
+  return d;
+}
+
 // A configuration for the Python fixtures with one line replaced or added.
 std::string config(const std::string& dir, const std::string& fx, const std::string& extra,
                    const std::string& student = "student.pt", const std::string& train = "") {
@@ -120,6 +130,21 @@ const std::vector<Case>& catalogue() {
        "batch_size 500 is larger than the training set"},
       {"report directory missing", false, [](auto& d, auto&) { return "demo --data " + mnist(d) + " --report " + d + "/no/r.json"; },
        1, "does not exist"},
+      {"lm demo: unknown task", false, [](auto&, auto&) { return "demo --task speech"; }, 2, "--task"},
+      {"lm demo: missing text directory", false, [](auto& d, auto&) { return "demo --task lm --data " + d + "/none"; },
+       1, "is not a directory (install Debian's fortunes package"},
+      {"lm demo: no held-out files", false, [](auto& d, auto&) { write(d + "/a", "text"); return "demo --task lm --data " + d; },
+       1, "must hold the held-out files kids and law"},
+      {"lm demo: an image-only option", false, [](auto&, auto&) { return "demo --task lm --labels 50"; }, 1,
+       "--labels is for the image demo only"},
+      {"lm demo: image spec for the teacher", false, [](auto& d, auto&) { return "demo --task lm --data " + text_dir(d) +
+                                                                          " --teacher mlp:8"; },
+       1, "--teacher must be a language model, transformer:DIM,LAYERS,HEADS or gru:HIDDEN[,LAYERS], got \"mlp:8\""},
+      {"lm demo: unknown divergence", false, [](auto& d, auto&) { return "demo --task lm --data " + text_dir(d) +
+                                                                    " --divergence kl2"; },
+       1, "--divergence: divergence: kind must be kl, reverse_kl, jsd, tvd, skew_kl or skew_reverse_kl, got \"kl2\""},
+      {"image demo: a language-model option", false, [](auto&, auto&) { return "demo --length 64"; }, 1,
+       "--length is for the language-model demo only (--task lm)"},
       {"missing config", false, [](auto& d, auto&) { return "train --config " + d + "/none.yaml"; }, 1, "none.yaml"},
       {"empty config", false, [](auto& d, auto&) { return yaml(d, ""); }, 1, "expected a mapping, got nothing"},
       {"invalid YAML", false, [](auto& d, auto&) { return yaml(d, "train: {lr: [1,\n"); }, 1, "not valid YAML"},
