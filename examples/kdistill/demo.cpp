@@ -10,9 +10,9 @@
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
+#include "cli_util.h"
 #include "commands.h"
 #include "demo_lm.h"
-#include "cli_util.h"
 #include "kdistill/kdistill.h"
 
 namespace kdistill::cli {
@@ -206,8 +206,6 @@ int run_demo(const DemoArgs& a) {
   return 0;
 }
 
-}  // namespace
-
 // The language-model demo's settings: its own defaults, overridden by the shared options the user
 // gave (`given` tells which).
 LmDemoArgs lm_args(const DemoArgs& a, const LmDemoArgs& extra, const std::function<bool(const char*)>& given) {
@@ -232,6 +230,8 @@ LmDemoArgs lm_args(const DemoArgs& a, const LmDemoArgs& extra, const std::functi
   }
   return l;
 }
+
+}  // namespace
 
 Run add_demo(CLI::App& app) {
   auto a = std::make_shared<DemoArgs>();
