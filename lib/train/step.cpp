@@ -48,7 +48,8 @@ std::vector<LossTerm> TrainStep::terms_of(const data::Batch& b, const TrainProgr
   ctx.progress = progress;
 
   // Sequences: one row per counted token, so that every objective averages over real tokens.
-  auto terms = objective_.terms(token_context(ctx));
+  // Per-sample batches go as they are: no copy of the context on the per-step path.
+  auto terms = ctx.student_logits.dim() == 3 ? objective_.terms(token_context(ctx)) : objective_.terms(ctx);
   check(!terms.empty(), "training: the objective gave no loss term at step ", progress.step + 1);
   loss = torch::Tensor();
   if (terms.size() == 1 && terms[0].weight == 1.0) {
