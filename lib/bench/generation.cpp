@@ -37,8 +37,10 @@ GenerationStats measure_generation(Model& model, int64_t vocab_size, const Gener
   auto sync = [&] {
     if (o.device().is_cuda()) torch::cuda::synchronize();
   };
-  torch::manual_seed(static_cast<uint64_t>(o.seed()));
-  const auto prompt = torch::randint(0, vocab_size, {o.batch(), o.prompt()}, torch::kLong).to(o.device());
+  // A generator of its own: measuring must not reseed the caller's global one.
+  auto generator = at::detail::createCPUGenerator(o.seed());
+  const auto prompt =
+      torch::randint(0, vocab_size, {o.batch(), o.prompt()}, generator, torch::kLong).to(o.device());
 
   GenerationStats g;
   g.batch = o.batch();

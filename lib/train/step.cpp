@@ -80,8 +80,9 @@ StepOutcome TrainStep::compute(const data::Batch& b, const TrainProgress& progre
   auto count = [&](const torch::Tensor& targets) -> double {
     return sequence ? static_cast<double>(targets.ge(0).sum().item<int64_t>()) : static_cast<double>(targets.size(0));
   };
+  const double counted = count(b.targets);  // the batch's rows, or its real tokens
   const double denominator =
-      sequence && reduction_ == TokenReduction::kSequenceSum ? static_cast<double>(rows) : count(b.targets);
+      sequence && reduction_ == TokenReduction::kSequenceSum ? static_cast<double>(rows) : counted;
   StepOutcome r;
   for (int64_t i = 0; i < k; ++i) {
     const int64_t begin = i * rows / k, end = (i + 1) * rows / k;
@@ -89,7 +90,7 @@ StepOutcome TrainStep::compute(const data::Batch& b, const TrainProgress& progre
                               : data::Batch{b.inputs.narrow(0, begin, end - begin),
                                             b.targets.narrow(0, begin, end - begin),
                                             b.indices.defined() ? b.indices.narrow(0, begin, end - begin) : b.indices};
-    const double n = k == 1 && !sequence ? denominator : count(part.targets);
+    const double n = k == 1 ? counted : count(part.targets);
     if (n == 0) continue;  // nothing counts here (all padding): no term, no gradient
     torch::Tensor loss;
     auto terms = terms_of(part, progress, all_labelled, loss);

@@ -37,6 +37,12 @@ TEST(Generation, TheGruDecodesIncrementallyAndTheTransformerRecomputes) {
     EXPECT_GT(s.tokens_per_s, 0);
   }
   EXPECT_TRUE(gru.is_training()) << "the model's mode must be restored";
+  // The prompt comes from a generator of its own: the caller's global one is left as it was.
+  torch::manual_seed(42);
+  const auto expected = torch::rand({3});
+  torch::manual_seed(42);
+  bench::measure_generation(gru, 20, opts);
+  EXPECT_TRUE(torch::rand({3}).equal(expected));
 }
 
 TEST(Generation, RefusesAModelThatIsNotALanguageModel) {
