@@ -28,11 +28,24 @@ BatchIterator::BatchIterator(const TensorDataset& dataset, BatchOptions options,
   }
 }
 
-Batch BatchIterator::batch(int64_t i) const {
+Batch BatchIterator::batch(int64_t i) const { return batch(i, 0, 1); }
+
+std::pair<int64_t, int64_t> BatchIterator::span(int64_t i, int64_t part, int64_t parts) const {
   check(i >= 0 && i < num_batches_, "BatchIterator::batch: index ", i, " is outside [0, ", num_batches_, ")");
+  check(parts >= 1 && part >= 0 && part < parts, "BatchIterator::batch: part ", part, " is outside [0, ", parts, ")");
   const int64_t b = options_.batch_size();
-  const int64_t start = i * b;
-  const int64_t len = std::min(b, dataset_.size() - start);
+  const int64_t len = std::min(b, dataset_.size() - i * b);
+  return {i * b + part * len / parts, i * b + (part + 1) * len / parts};
+}
+
+torch::Tensor BatchIterator::indices(int64_t i) const {
+  const auto [start, end] = span(i, 0, 1);
+  return order_.defined() ? order_.narrow(0, start, end - start) : torch::arange(start, end, torch::kLong);
+}
+
+Batch BatchIterator::batch(int64_t i, int64_t part, int64_t parts) const {
+  const auto [start, end] = span(i, part, parts);
+  const int64_t len = end - start;
   const auto& device = options_.device();
   Batch out;
   if (order_.defined()) {

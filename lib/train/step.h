@@ -42,7 +42,14 @@ class TrainStep {
   /// weighted by n_i / D: rows over the batch's rows for per-sample data; for sequences its
   /// counted tokens over the batch's (mean) or over the batch's sequences (sequence_sum). The
   /// gradient is therefore that of the whole batch, whatever k. Nothing is updated yet.
-  StepOutcome compute(const data::Batch& batch, const TrainProgress& progress, bool all_labelled);
+  /// `denominator` > 0 replaces D: a data-parallel rank passes the global batch's, so that the
+  /// ranks' summed gradients are the global batch's. A batch of no rows computes nothing.
+  StepOutcome compute(const data::Batch& batch, const TrainProgress& progress, bool all_labelled,
+                      double denominator = 0);
+
+  /// D for `batch`: its rows, or for sequences its counted tokens (mean) or its sequences
+  /// (sequence_sum).
+  double denominator(const torch::Tensor& targets) const;
 
   /// Clips the gradients' global norm to `clip_norm` (0: no clipping) and steps the optimizer.
   void apply(torch::optim::Optimizer& optimizer, double clip_norm);

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 
 #include <torch/arg.h>
 #include <torch/types.h>
@@ -51,8 +52,16 @@ class BatchIterator {
   int64_t num_batches() const { return num_batches_; }
   /// Batch `i` of this epoch, `i` in [0, num_batches()).
   Batch batch(int64_t i) const;
+  /// Part `part` of `parts` of batch `i`: its rows [part * n / parts, (part + 1) * n / parts),
+  /// n being the batch's size. Data-parallel rank r of W takes `batch(i, r, W)`: the ranks share
+  /// one seeded order and split each batch between them, so that together they run batch i.
+  Batch batch(int64_t i, int64_t part, int64_t parts) const;
+  /// The data-set rows of batch `i` (int64 `[n]`, on the CPU), without gathering them.
+  torch::Tensor indices(int64_t i) const;
 
  private:
+  std::pair<int64_t, int64_t> span(int64_t i, int64_t part, int64_t parts) const;
+
   const TensorDataset& dataset_;
   BatchOptions options_;
   torch::Tensor order_;  // int64 [N] permutation, undefined when not shuffling
