@@ -13,6 +13,7 @@ namespace kdistill::test {
 int train_child(const std::vector<std::string>& args);
 int cache_child(const std::vector<std::string>& args);
 int malloc_child(const std::vector<std::string>& args);
+int dist_child(const std::vector<std::string>& args);
 }
 
 int main(int argc, char** argv) {
@@ -21,6 +22,9 @@ int main(int argc, char** argv) {
   }
   if (argc > 1 && std::strcmp(argv[1], "--child=cache") == 0) {
     return kdistill::test::cache_child(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (argc > 1 && std::strcmp(argv[1], "--child=dist") == 0) {
+    return kdistill::test::dist_child(std::vector<std::string>(argv + 2, argv + argc));
   }
   if (argc > 1 && std::strcmp(argv[1], "--child=malloc") == 0) {
     return kdistill::test::malloc_child(std::vector<std::string>(argv + 2, argv + argc));

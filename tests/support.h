@@ -88,6 +88,9 @@ inline Output run(const std::string& command) {
   return o;
 }
 
+/// This test executable's path (the kill and data-parallel tests start it as their child).
+inline std::string self_exe() { return std::filesystem::read_symlink("/proc/self/exe").string(); }
+
 /// A 3-class problem of 8 features labelled by one fixed linear rule (the same for every seed):
 /// `n` samples drawn with `seed`.
 inline data::TensorDataset rule_data(int64_t n, uint64_t seed, const std::string& name = "rule") {

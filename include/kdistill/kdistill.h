@@ -46,6 +46,7 @@
 #include "kdistill/teachers/cache.h"
 #include "kdistill/teachers/teacher.h"
 #include "kdistill/train/config.h"
+#include "kdistill/train/distributed.h"
 #include "kdistill/train/run.h"
 #include "kdistill/train/trainer.h"
 #include "kdistill/version.h"

@@ -74,7 +74,7 @@ NamedTensors named_buffers(const Objective& objective) { return from_items(objec
 
 void write_checkpoint(const std::string& path, const std::map<std::string, int64_t>& meta, const Model& student,
                       const Objective& objective, const std::string& optimizer_bytes,
-                      const std::string& objective_terms) {
+                      const std::string& objective_terms, const torch::Tensor& rank_rng) {
   c10::Dict<std::string, int64_t> m;
   for (const auto& [k, v] : meta) m.insert(k, v);
   c10::impl::GenericDict payload(c10::StringType::get(), c10::AnyType::get());
@@ -87,6 +87,7 @@ void write_checkpoint(const std::string& path, const std::map<std::string, int64
   payload.insert("optimizer", bytes_to_tensor(optimizer_bytes));
   payload.insert("objective_terms", objective_terms);
   payload.insert("rng", at::detail::getDefaultCPUGenerator().get_state());
+  if (rank_rng.defined()) payload.insert("rank_rng", rank_rng);
   write_checked_file(path, kMagic, torch::pickle_save(payload));
 }
 
@@ -105,6 +106,7 @@ Checkpoint read_checkpoint(const std::string& path) {
     c.optimizer = tensor_to_bytes(root.at("optimizer").toTensor());
     if (root.contains("objective_terms")) c.objective_terms = root.at("objective_terms").toStringRef();
     c.rng = root.at("rng").toTensor();
+    if (root.contains("rank_rng")) c.rank_rng = root.at("rank_rng").toTensor();
   } catch (const c10::Error& e) {
     fail("checkpoint ", path, " cannot be parsed: ", first_line(e.what_without_backtrace()));
   }

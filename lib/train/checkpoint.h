@@ -28,6 +28,7 @@ struct Checkpoint {
   std::string optimizer;                             ///< a serialized optimizer archive
   std::string objective_terms;                       ///< the objective's term names; empty in older files
   torch::Tensor rng;                                 ///< LibTorch's CPU generator state
+  torch::Tensor rank_rng;  ///< data-parallel runs: every rank's generator state, `[world_size, S]`; else undefined
 };
 
 /// The objective's parameters and buffers by name, in a stable order.
@@ -37,7 +38,7 @@ NamedTensors named_buffers(const Objective& objective);
 /// Writes a checkpoint atomically to `path`.
 void write_checkpoint(const std::string& path, const std::map<std::string, int64_t>& meta, const Model& student,
                       const Objective& objective, const std::string& optimizer_bytes,
-                      const std::string& objective_terms);
+                      const std::string& objective_terms, const torch::Tensor& rank_rng = {});
 
 /// Reads and parses `path`; throws `kdistill::Error` naming the file when it is corrupt, truncated,
 /// of another format or lacks a field.

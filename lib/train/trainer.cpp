@@ -20,7 +20,9 @@
 #include "train/checkpoint.h"
 #include "train/metrics_log.h"
 #include "train/preflight.h"
+#include "kdistill/train/distributed.h"
 #include "train/progress.h"
+#include "train/reducer.h"
 #include "train/step.h"
 
 namespace kdistill {
@@ -62,6 +64,28 @@ double scheduled_lr(const TrainerOptions& o, int64_t step, int64_t total, int64_
 std::shared_ptr<Objective> default_objective(const TrainerOptions& o, bool has_teacher) {
   if (has_teacher) return std::make_shared<KDObjective>(o.loss());
   return std::make_shared<CrossEntropyObjective>();
+}
+
+// Rows [rank * n / W, (rank + 1) * n / W) of `dataset`: this rank's share of an evaluation.
+data::TensorDataset shard(const data::TensorDataset& dataset, const ProcessGroup* group) {
+  if (group == nullptr) return dataset;
+  const int64_t n = dataset.size(), r = group->rank(), w = group->size();
+  return dataset.slice(r * n / w, (r + 1) * n / w);
+}
+
+// The comma-separated names preflight returns, as a list.
+std::vector<std::string> split_names(const std::string& joined) {
+  std::vector<std::string> names;
+  size_t start = 0;
+  while (start < joined.size()) {
+    size_t end = joined.find(',', start);
+    if (end == std::string::npos) end = joined.size();
+    auto name = joined.substr(start, end - start);
+    while (!name.empty() && name.front() == ' ') name.erase(0, 1);
+    if (!name.empty()) names.push_back(name);
+    start = end + 1;
+  }
+  return names;
 }
 
 std::string optimizer_bytes(const torch::optim::Optimizer& optimizer) {
@@ -111,7 +135,9 @@ void DistillTrainer::on_epoch(std::function<void(const EpochMetrics&)> callback)
   state_->epoch_cb = std::move(callback);
 }
 
-void DistillTrainer::save_checkpoint(const std::string& path) const {
+void DistillTrainer::save_checkpoint(const std::string& path) const { write_checkpoint_file(path, {}); }
+
+void DistillTrainer::write_checkpoint_file(const std::string& path, const torch::Tensor& rank_rng) const {
   const auto& st = *state_;
   const std::map<std::string, int64_t> meta = {{"step", st.step},
                                                {"epoch", st.epoch},
@@ -121,8 +147,10 @@ void DistillTrainer::save_checkpoint(const std::string& path) const {
                                                {"train_size", st.train_size},
                                                {"steps_per_epoch", st.steps_per_epoch},
                                                {"threads", torch::get_num_threads()},
-                                               {"student_bf16", options_.precision().student() == Precision::kBFloat16}};
-  detail::write_checkpoint(path, meta, student_, *objective_, optimizer_bytes(*st.optimizer), st.objective_terms);
+                                               {"student_bf16", options_.precision().student() == Precision::kBFloat16},
+                                               {"world_size", options_.process_group() ? options_.process_group()->size() : 1}};
+  detail::write_checkpoint(path, meta, student_, *objective_, optimizer_bytes(*st.optimizer), st.objective_terms,
+                           rank_rng);
 }
 
 bool DistillTrainer::resume(const std::string& path_arg) {
@@ -174,6 +202,10 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
   constexpr const char* fn = "DistillTrainer::fit";
   const int64_t n = train.size();
   const int64_t batch_size = options_.batch_size();
+  ProcessGroup* group = options_.process_group().get();
+  const int64_t rank = group ? group->rank() : 0, world = group ? group->size() : 1;
+  check(batch_size >= world, fn, ": batch_size ", batch_size, " is smaller than the ", world,
+        " processes: every rank needs a share of each batch");
   st.objective_terms = detail::preflight(student_, teacher_.get(), *objective_, train, eval, batch_size, st.device);
   set_threads(options_.threads());
   if (teacher_) teacher_->set_precision(options_.precision().teacher());
@@ -195,18 +227,47 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
                               {"batch_size", batch_size},
                               {"train_size", n},
                               {"steps_per_epoch", spe}});
+    const int64_t was_world = st.checkpoint->meta.count("world_size") ? st.checkpoint->meta.at("world_size") : 1;
+    // Each rank continues its own generator (dropout) when the world size is the same.
+    const auto& rank_rng = st.checkpoint->rank_rng;
+    const bool own = group && was_world == world && rank_rng.defined() && rank_rng.size(0) == world;
     at::Generator gen = at::detail::getDefaultCPUGenerator();
     std::lock_guard<std::mutex> lock(gen.mutex());
-    gen.set_state(st.checkpoint->rng);
+    gen.set_state(own ? rank_rng[rank].contiguous() : st.checkpoint->rng);
+    if (was_world != world) {
+      logger()->info("resuming a run of {} process(es) with {}: the global batch stays {}; the result equals the "
+                     "uninterrupted run's up to float rounding, not bitwise",
+                     was_world, world, batch_size);
+    }
     st.checkpoint.reset();  // its tensors are in the student and the optimizer now
   } else {
     torch::manual_seed(data::mix_seed(options_.seed(), kInitStream));
+  }
+  if (group) {
+    // Every rank must stand at the same step (a rank that could not read rank 0's checkpoint
+    // would start afresh); then rank 0's weights become everyone's.
+    auto steps = torch::zeros({world}, torch::kLong);
+    steps[rank] = st.step;
+    std::vector<torch::Tensor> t{steps.to(st.device)};
+    group->all_reduce_sum(t, "the start of training");
+    steps = t[0].cpu();
+    for (int64_t r = 0; r < world; ++r) {
+      check(steps[r].item<int64_t>() == steps[0].item<int64_t>(), fn, ": rank ", r, " starts at step ",
+            steps[r].item<int64_t>(), " but rank 0 at step ", steps[0].item<int64_t>(),
+            ": every rank must read the checkpoint rank 0 resumes from (put the output directory on a "
+            "file system all hosts share)");
+    }
+    torch::NoGradGuard no_grad;
+    std::vector<torch::Tensor> state;
+    for (auto& p : st.params) state.push_back(p);
+    for (auto& [name, b] : student_.named_buffers()) state.push_back(b);
+    group->broadcast(state, 0, "the broadcast of rank 0's parameters");
   }
 
   // Output directory: metrics.jsonl keeps exactly the lines of the steps the checkpoint covers.
   std::string checkpoint_path;
   detail::MetricsLog log;
-  if (!options_.output_dir().empty()) {
+  if (!options_.output_dir().empty() && rank == 0) {
     const fs::path dir(options_.output_dir());
     io::ensure_writable_dir(dir.string());
     io::ensure_writable_dir((dir / "checkpoints").string());
@@ -220,11 +281,23 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
     log = detail::MetricsLog(metrics_path, resumed ? st.step : -1, st.epoch);
   }
 
+  // A checkpoint is collective: every rank's generator state goes into rank 0's file.
+  const bool checkpoints = !options_.output_dir().empty();
+  auto checkpoint_now = [&] {
+    torch::Tensor rank_rng;
+    if (group) {
+      rank_rng = group->all_gather_rows(at::detail::getDefaultCPUGenerator().get_state().unsqueeze(0),
+                                        "gathering the ranks' generator states for a checkpoint");
+    }
+    if (rank == 0) write_checkpoint_file(checkpoint_path, rank_rng);
+  };
+
   TrainResult result;
   result.resumed_from_step = st.resumed_from;
   torch::Tensor teacher_eval_logits;
   if (teacher_ && eval && teacher_->runs_on_inputs()) {
-    teacher_eval_logits = compute_teacher_logits(*teacher_, *eval, options_.eval_batch_size());
+    teacher_eval_logits = compute_teacher_logits(*teacher_, shard(*eval, group), options_.eval_batch_size());
+    if (group) teacher_eval_logits = group->all_gather_rows(teacher_eval_logits, "gathering the teacher's evaluation");
     result.teacher_accuracy = metrics::evaluate_logits(teacher_eval_logits, eval->targets()).accuracy;
   }
 
@@ -237,7 +310,17 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
   const bool all_labelled = train.num_labelled() == n;
   detail::TrainStep step(student_, teacher_.get(), *objective_, st.params, options_.precision().student(), st.device);
   step.set_accumulation(options_.micro_batches(), options_.token_reduction());
-  detail::ProgressBar progress(options_.progress(), total);
+  std::unique_ptr<detail::GradientReducer> reducer;
+  if (group) reducer = std::make_unique<detail::GradientReducer>(*group, st.params, split_names(st.objective_terms));
+  // The student on the evaluation set: each rank scores its share, and every rank gets all scores.
+  auto evaluate_student = [&] {
+    if (!group) return evaluate(student_, *eval, teacher_eval_logits, options_.eval_batch_size());
+    auto logits = predict(student_, shard(*eval, group), options_.eval_batch_size());
+    logits = group->all_gather_rows(logits, "gathering the student's evaluation");
+    return metrics::evaluate_logits(logits, eval->targets(), teacher_eval_logits);
+  };
+  detail::ProgressBar progress(options_.progress() && rank == 0, total);
+  int64_t steps_run = 0;
   double total_seconds = 0;
   int64_t total_samples = 0;
   bool have_eval = false;
@@ -256,8 +339,17 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
         for (auto& group : st.optimizer->param_groups()) group.options().set_lr(lr);
         st.current_lr = lr;
       }
-      auto b = it.batch(st.batch);
-      const auto outcome = step.compute(b, TrainProgress{st.step, st.epoch, total, spe}, all_labelled);
+      auto b = group ? it.batch(st.batch, rank, world) : it.batch(st.batch);
+      double denominator = 0;  // this batch's own, for one process
+      int64_t batch_rows = b.inputs.size(0);
+      if (group) {
+        // The global batch's: the ranks' gradients then sum to the global batch's gradient.
+        const auto rows = it.indices(st.batch);
+        batch_rows = rows.size(0);
+        denominator = step.denominator(train.targets().index_select(0, rows));
+      }
+      auto outcome = step.compute(b, TrainProgress{st.step, st.epoch, total, spe}, all_labelled, denominator);
+      if (reducer) reducer->reduce(outcome, st.step + 1);
       const double value = outcome.loss;
       if (outcome.finite) {
         step.apply(*st.optimizer, options_.grad_clip_norm());
@@ -274,8 +366,9 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
       ++st.step;
       const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
       epoch_seconds += seconds;
-      epoch_samples += b.inputs.size(0);
+      epoch_samples += batch_rows;
       ++epoch_steps;
+      ++steps_run;
       std::map<std::string, double> terms;
       if (outcome.finite) {
         loss_sum += value;
@@ -287,10 +380,10 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
       progress.update(st.epoch, options_.epochs(), st.step, value, epoch_samples / std::max(epoch_seconds, 1e-9));
       if (st.step_cb) st.step_cb(StepInfo{st.epoch, st.step, st.batch, value, lr, terms});
       if (options_.log_every() > 0 && st.step % options_.log_every() == 0) log.step(st.step, st.epoch, value, lr, terms);
-      if (!checkpoint_path.empty() && options_.checkpoint_every() > 0 && st.step % options_.checkpoint_every() == 0 &&
+      if (checkpoints && options_.checkpoint_every() > 0 && st.step % options_.checkpoint_every() == 0 &&
           st.batch + 1 < spe) {
         ++st.batch;  // the checkpoint records the position after this batch
-        save_checkpoint(checkpoint_path);
+        checkpoint_now();
         --st.batch;
       }
     }
@@ -306,7 +399,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
     em.lr = st.current_lr;
     em.samples_per_s = epoch_seconds > 0 ? static_cast<double>(epoch_samples) / epoch_seconds : 0.0;
     if (eval) {
-      em.eval = evaluate(student_, *eval, teacher_eval_logits, options_.eval_batch_size());
+      em.eval = evaluate_student();
       result.final_eval = em.eval;
       have_eval = true;
     }
@@ -324,16 +417,24 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
       ++st.epoch;
       st.batch = 0;
     }
-    if (log.enabled()) {
-      log.epoch(em, eval != nullptr);
-      save_checkpoint(checkpoint_path);
+    if (checkpoints) {
+      if (log.enabled()) log.epoch(em, eval != nullptr);
+      checkpoint_now();
     }
     result.epochs.push_back(em);
     if (st.epoch_cb) st.epoch_cb(em);
   }
   result.steps = st.step;
   result.train_samples_per_s = total_seconds > 0 ? static_cast<double>(total_samples) / total_seconds : 0.0;
-  if (eval && !have_eval) result.final_eval = evaluate(student_, *eval, teacher_eval_logits, options_.eval_batch_size());
+  if (eval && !have_eval) result.final_eval = evaluate_student();
+  if (group && steps_run > 0) {
+    auto& d = result.distributed;
+    d.world_size = world;
+    d.backend = group->backend();
+    d.allreduce_bytes_per_step = reducer->bytes_per_step();
+    d.allreduce_s_per_step = reducer->seconds() / static_cast<double>(steps_run);
+    d.step_s = total_seconds / static_cast<double>(steps_run);
+  }
   return result;
 }
 

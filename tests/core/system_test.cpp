@@ -135,7 +135,7 @@ TEST(SetThreads, SetsAndIgnoresNonPositive) {
 
 // Runs `kdistill_tests --child=malloc MODE` (see malloc_child): a fresh process.
 kdistill::test::Output malloc_child_run(const std::string& mode) {
-  return kdistill::test::run(std::filesystem::read_symlink("/proc/self/exe").string() + " --child=malloc " + mode);
+  return kdistill::test::run(kdistill::test::self_exe() + " --child=malloc " + mode);
 }
 
 TEST(TuneAllocator, ServesLargeBlocksFromTheHeap) {

@@ -64,7 +64,7 @@ int cache_child(const std::vector<std::string>& args) {
 // one byte for byte. The next complete write removes the dead writer's temporaries.
 TEST(TeacherCache, InterruptedWriteIsNeverTakenForACache) {
   TempDir dir;
-  const std::string exe = std::filesystem::read_symlink("/proc/self/exe").string();
+  const std::string exe = self_exe();
   const std::string path = dir / "logits.h5";
   auto r = run(exe + " --child=cache --kill-in-write --out " + path);
   ASSERT_EQ(r.status, 128 + SIGKILL) << r.err;

@@ -45,8 +45,6 @@ std::vector<torch::Tensor> snapshot(const Model& m) {
   return out;
 }
 
-std::string self_exe() { return fs::read_symlink("/proc/self/exe").string(); }
-
 }  // namespace
 
 namespace {

@@ -22,6 +22,8 @@
 #pragma GCC visibility push(default)  // the exported API: docs/architecture.md
 namespace kdistill {
 
+class ProcessGroup;  // kdistill/train/distributed.h
+
 /// The precisions of a run: the teacher's forward, and the student's compute.
 ///
 /// Example:
@@ -49,7 +51,9 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, epochs) = 10;
   /// If > 0, stop after this many optimizer steps (the schedule spans them), even mid-epoch.
   TORCH_ARG(int64_t, max_steps) = 0;
-  /// Samples (sequences) per step.
+  /// Samples (sequences) per optimizer step. With a process group this is the global batch: each
+  /// of the W ranks runs about batch_size / W of it, so the student trained does not depend on
+  /// the number of processes (up to float rounding).
   TORCH_ARG(int64_t, batch_size) = 128;
   /// Gradient accumulation: each batch runs forward and backward as this many micro-batches of
   /// consecutive rows (less memory), then one optimizer step. The gradient is the whole batch's,
@@ -102,6 +106,12 @@ struct TrainerOptions {
   TORCH_ARG(int64_t, eval_batch_size) = 256;
   /// Show a progress bar when stderr is a terminal (plain log lines otherwise).
   TORCH_ARG(bool, progress) = true;
+  /// Data-parallel training (see `ProcessGroup`); null: this process alone. The ranks share one
+  /// seeded order and split every batch; the student's and the objective's parameters are
+  /// broadcast from rank 0 at the start; gradients, losses and the evaluation are reduced over
+  /// the ranks. Only rank 0 writes checkpoints and metrics.jsonl; every rank reads the checkpoint
+  /// it resumes from, and may have a different world size from the run that wrote it.
+  TORCH_ARG(std::shared_ptr<ProcessGroup>, process_group) = nullptr;
   /// What a non-finite loss does: "stop" (throw, naming the step; the last checkpoint stays) or
   /// "skip" (drop that step's update and go on).
   TORCH_ARG(std::string, on_nonfinite) = "stop";
@@ -128,6 +138,15 @@ struct EpochMetrics {
   metrics::Evaluation eval;  ///< on the evaluation set (samples == 0 when none was given)
 };
 
+/// What data-parallel training cost, per optimizer step (one process: world_size 1, zeros).
+struct DistributedStats {
+  int64_t world_size = 1;
+  std::string backend;                 ///< "gloo" or "nccl"; empty for one process
+  int64_t allreduce_bytes_per_step = 0;  ///< what each rank sends into the gradient all-reduce
+  double allreduce_s_per_step = 0;     ///< seconds in the all-reduce (with its copies), mean per step
+  double step_s = 0;                   ///< seconds per step, all-reduce included, mean
+};
+
 /// The outcome of `DistillTrainer::fit`.
 struct TrainResult {
   std::vector<EpochMetrics> epochs;  ///< epochs run by this call
@@ -136,6 +155,7 @@ struct TrainResult {
   double train_samples_per_s = 0;    ///< over all training steps of this call
   int64_t steps = 0;                 ///< total steps done (resumed ones included)
   int64_t resumed_from_step = -1;    ///< the checkpoint's step, or -1 for a fresh run
+  DistributedStats distributed;      ///< data-parallel cost (see `TrainerOptions::process_group`)
 };
 
 /// Trains a student on a teacher's softened outputs (or, with no teacher, on labels alone: the
@@ -183,6 +203,8 @@ class DistillTrainer {
 
  private:
   struct State;
+  void write_checkpoint_file(const std::string& path, const torch::Tensor& rank_rng) const;
+
   Model student_;
   std::shared_ptr<Teacher> teacher_;
   TrainerOptions options_;

@@ -1,0 +1,323 @@
+// Data-parallel training over c10d Gloo on 127.0.0.1: the test starts this executable as its
+// ranks (`kdistill_tests --child=dist ...`), and compares them with one process.
+#include "kdistill/train/distributed.h"
+
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <torch/torch.h>
+
+#include "kdistill/core/error.h"
+#include "kdistill/io/atomic_file.h"
+#include "kdistill/models/builders.h"
+#include "kdistill/train/trainer.h"
+#include "support.h"
+
+namespace kdistill::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+// A 3-class linear rule; 481 = 15 * 32 + 1 rows, so that each epoch's last batch has one row and
+// one of two ranks gets none of it.
+data::TensorDataset rows(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto x = torch::randn({n, 8});
+  torch::manual_seed(999);
+  auto w = torch::randn({8, 3});
+  return data::TensorDataset(x, x.matmul(w).argmax(1), 3, "rule");
+}
+
+Model mlp16(uint64_t seed, double dropout) {
+  torch::manual_seed(seed);
+  return Model(mlp(8, {16}, 3, dropout), "mlp:16");
+}
+
+TrainerOptions options(const std::string& out) {
+  auto o = TrainerOptions().progress(false).threads(1).lr(0.1).batch_size(32).epochs(3).seed(5).log_every(1);
+  if (!out.empty()) o.output_dir(out).checkpoint_every(5);
+  return o;
+}
+
+std::vector<torch::Tensor> weights(const std::string& path, double dropout = 0.0) {
+  auto m = mlp16(0, dropout);
+  m.load_weights(path);
+  std::vector<torch::Tensor> w;
+  for (auto& p : m.parameters()) w.push_back(p.detach().clone());
+  return w;
+}
+
+double max_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  double most = 0;
+  for (size_t i = 0; i < a.size(); ++i) most = std::max(most, (a[i] - b[i]).abs().max().item<double>());
+  return most;
+}
+
+bool equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!torch::equal(a[i], b[i])) return false;
+  }
+  return true;
+}
+
+// A port on 127.0.0.1 free a moment ago.
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof addr;
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+// Starts `world` ranks of `--child=dist` with `args` (plus per-rank extras) and waits for all.
+std::vector<Output> ranks(int world, const std::string& args, const std::vector<std::string>& extra = {}) {
+  const int port = free_port();
+  std::vector<std::future<Output>> running;
+  for (int r = 0; r < world; ++r) {
+    const std::string cmd = self_exe() + " --child=dist --rank " + std::to_string(r) + " --world " +
+                            std::to_string(world) + " --port " + std::to_string(port) + " " + args + " " +
+                            (r < static_cast<int>(extra.size()) ? extra[r] : "");
+    running.push_back(std::async(std::launch::async, [cmd] { return run(cmd); }));
+  }
+  std::vector<Output> out;
+  for (auto& f : running) out.push_back(f.get());
+  return out;
+}
+
+}  // namespace
+
+// One rank of a data-parallel run: `--rank R --world W --port P --out DIR [--dropout]
+// [--resume] [--timeout S] [--kill-at-step K] [--stop-at-step K]`. `--stop-at-step` writes the
+// process id to DIR/stopped.pid and stops the process (SIGSTOP): a hung rank.
+int dist_child(const std::vector<std::string>& args) {
+  int64_t rank = 0, world = 1, port = 0, kill_at = -1, stop_at = -1;
+  double timeout = 60, dropout = 0;
+  bool resume = false;
+  std::string out;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--rank") rank = std::stoll(args.at(++i));
+    else if (args[i] == "--world") world = std::stoll(args.at(++i));
+    else if (args[i] == "--port") port = std::stoll(args.at(++i));
+    else if (args[i] == "--out") out = args.at(++i);
+    else if (args[i] == "--timeout") timeout = std::stod(args.at(++i));
+    else if (args[i] == "--dropout") dropout = 0.2;
+    else if (args[i] == "--resume") resume = true;
+    else if (args[i] == "--kill-at-step") kill_at = std::stoll(args.at(++i));
+    else if (args[i] == "--stop-at-step") stop_at = std::stoll(args.at(++i));
+  }
+  try {
+    auto o = options(out);
+    if (world > 1) {
+      o.process_group(ProcessGroup::create(
+          DistributedOptions().rank(rank).world_size(world).master_port(port).timeout_s(timeout)));
+    }
+    auto student = mlp16(11, dropout);
+    auto train = rows(481, 1), eval = rows(101, 2);
+    DistillTrainer trainer(student, std::make_shared<ModelTeacher>(mlp16(7, 0.0)), o);
+    if (resume) trainer.resume();
+    trainer.on_step([&](const StepInfo& s) {
+      if (s.step == kill_at) std::raise(SIGKILL);
+      if (s.step == stop_at) {
+        std::ofstream(fs::path(out) / "stopped.pid") << ::getpid();
+        std::raise(SIGSTOP);
+      }
+    });
+    auto result = trainer.fit(train, &eval);
+    if (rank == 0) {
+      student.save((fs::path(out) / "final.pt").string());
+      nlohmann::json j = {{"accuracy", result.final_eval.accuracy},
+                          {"agreement", result.final_eval.agreement},
+                          {"steps", result.steps},
+                          {"bytes", result.distributed.allreduce_bytes_per_step},
+                          {"world", result.distributed.world_size}};
+      io::atomic_write_string((fs::path(out) / "result.json").string(), j.dump());
+    }
+  } catch (const Error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
+
+TEST(Distributed, OptionsComeFromTorchrunsVariables) {
+  struct Env {  // sets variables for this test and restores them after
+    std::vector<std::pair<std::string, std::optional<std::string>>> saved;
+    void set(const std::string& k, const char* v) {
+      const char* was = std::getenv(k.c_str());
+      saved.emplace_back(k, was ? std::optional<std::string>(was) : std::nullopt);
+      if (v) ::setenv(k.c_str(), v, 1);
+      else ::unsetenv(k.c_str());
+    }
+    ~Env() {
+      for (auto it = saved.rbegin(); it != saved.rend(); ++it) {
+        if (it->second) ::setenv(it->first.c_str(), it->second->c_str(), 1);
+        else ::unsetenv(it->first.c_str());
+      }
+    }
+  } env;
+  for (const char* k : {"RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"}) env.set(k, nullptr);
+  auto single = distributed_from_env();
+  EXPECT_EQ(single.world_size(), 1);
+  EXPECT_EQ(single.rank(), 0);
+  EXPECT_EQ(single.master_port(), 29500);
+
+  env.set("WORLD_SIZE", "4");
+  env.set("RANK", "3");
+  env.set("LOCAL_RANK", "1");
+  env.set("MASTER_ADDR", "node7");
+  env.set("MASTER_PORT", "29511");
+  auto o = distributed_from_env(DistributedOptions().timeout_s(12).backend("gloo"));
+  EXPECT_EQ(o.world_size(), 4);
+  EXPECT_EQ(o.rank(), 3);
+  EXPECT_EQ(o.local_rank(), 1);
+  EXPECT_EQ(o.master_addr(), "node7");
+  EXPECT_EQ(o.master_port(), 29511);
+  EXPECT_EQ(o.timeout_s(), 12);
+  EXPECT_EQ(o.backend(), "gloo");
+
+  env.set("RANK", "4");
+  EXPECT_THAT(error_of([] { distributed_from_env(); }), HasSubstr("RANK='4' is not an integer in [0, 3]"));
+  env.set("RANK", "x1");
+  EXPECT_THAT(error_of([] { distributed_from_env(); }), HasSubstr("RANK='x1'"));
+  env.set("RANK", "0");
+  env.set("MASTER_PORT", "70000");
+  EXPECT_THAT(error_of([] { distributed_from_env(); }), HasSubstr("MASTER_PORT='70000'"));
+
+  EXPECT_THAT(error_of([] { ProcessGroup::create(DistributedOptions().rank(2).world_size(2)); }),
+              HasSubstr("rank 2 is outside [0, 2)"));
+  EXPECT_THAT(error_of([] { ProcessGroup::create(DistributedOptions().backend("mpi")); }),
+              HasSubstr("backend must be gloo or nccl"));
+  EXPECT_THAT(error_of([] { ProcessGroup::create(DistributedOptions().backend("nccl")); }),
+              HasSubstr("nccl"));
+}
+
+TEST(Distributed, TwoRanksTrainTheModelOneProcessTrainsWithTheSameGlobalBatch) {
+  TempDir dir;
+  auto r = ranks(2, "--out " + dir.path());
+  ASSERT_EQ(r[0].status, 0) << r[0].err;
+  ASSERT_EQ(r[1].status, 0) << r[1].err;
+
+  // One process, the same global batch of 32 run as two micro-batches of 16: the same split of
+  // every batch, so the same sums in the same order: bitwise the same weights.
+  auto student = mlp16(11, 0.0);
+  auto train = rows(481, 1), eval = rows(101, 2);
+  DistillTrainer one(student, std::make_shared<ModelTeacher>(mlp16(7, 0.0)), options("").micro_batches(2));
+  auto single = one.fit(train, &eval);
+  std::vector<torch::Tensor> w;
+  for (auto& p : student.parameters()) w.push_back(p.detach().clone());
+  EXPECT_TRUE(equal(w, weights(dir / "final.pt"))) << max_difference(w, weights(dir / "final.pt"));
+
+  // And one process with the whole batch at once: the same model up to float rounding.
+  auto whole = mlp16(11, 0.0);
+  DistillTrainer plain(whole, std::make_shared<ModelTeacher>(mlp16(7, 0.0)), options(""));
+  plain.fit(train, &eval);
+  std::vector<torch::Tensor> w1;
+  for (auto& p : whole.parameters()) w1.push_back(p.detach().clone());
+  EXPECT_LT(max_difference(w1, weights(dir / "final.pt")), 1e-5);
+
+  // The evaluation is gathered from both ranks' shares: the same numbers as one process's.
+  auto j = nlohmann::json::parse(io::read_file(dir / "result.json"));
+  EXPECT_DOUBLE_EQ(j["accuracy"].get<double>(), single.final_eval.accuracy);
+  EXPECT_DOUBLE_EQ(j["agreement"].get<double>(), single.final_eval.agreement);
+  EXPECT_EQ(j["steps"], 3 * 16);
+  EXPECT_EQ(j["world"], 2);
+  // 8*16 + 16 + 16*3 + 3 = 195 float gradients and the loss and its 2 terms in double.
+  EXPECT_EQ(j["bytes"], 195 * 4 + 3 * 8);
+
+  // Only rank 0 wrote: one metrics.jsonl line per step and per epoch, as one process writes.
+  EXPECT_EQ(io::read_lines(dir / "metrics.jsonl").size(), 3u * 16 + 3);
+}
+
+TEST(Distributed, AKilledRankStopsTheOtherWithinTheTimeoutAndTheCheckpointStays) {
+  TempDir dir;
+  const auto t0 = Clock::now();
+  auto r = ranks(2, "--timeout 20 --out " + dir.path(), {"", "--kill-at-step 12"});
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  EXPECT_EQ(r[1].status, 128 + SIGKILL) << r[1].err;
+  EXPECT_EQ(r[0].status, 1) << r[0].err;
+  EXPECT_THAT(r[0].err, HasSubstr("rank 0 of 2"));
+  EXPECT_THAT(r[0].err, HasSubstr("rank 1 stopped"));
+  EXPECT_LT(seconds, 20 + 15);
+  EXPECT_FALSE(fs::exists(dir / "final.pt"));
+  // The step-10 checkpoint is whole: a resume of both ranks finishes the run.
+  auto again = ranks(2, "--resume --out " + dir.path());
+  EXPECT_EQ(again[0].status, 0) << again[0].err;
+  EXPECT_EQ(again[1].status, 0) << again[1].err;
+  EXPECT_THAT(again[0].err + again[1].err, ::testing::Not(HasSubstr("error")));
+}
+
+TEST(Distributed, AHungRankFailsTheOtherAfterTheTimeout) {
+  TempDir dir;
+  const int port = free_port();
+  const auto base = self_exe() + " --child=dist --world 2 --port " + std::to_string(port) + " --timeout 3 --out " +
+                    dir.path() + " --rank ";
+  const auto t0 = Clock::now();
+  auto hung = std::async(std::launch::async, [&] { return run(base + "1 --stop-at-step 7"); });
+  auto other = run(base + "0");
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  // Release the stopped rank, then let it go.
+  for (int i = 0; i < 100 && !fs::exists(dir / "stopped.pid"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fs::exists(dir / "stopped.pid"));
+  ::kill(std::stoi(io::read_file(dir / "stopped.pid")), SIGKILL);
+  hung.get();
+  EXPECT_EQ(other.status, 1) << other.err;
+  EXPECT_THAT(other.err, HasSubstr("rank 0 of 2"));
+  EXPECT_THAT(other.err, HasSubstr("within the 3 s timeout"));
+  EXPECT_GE(seconds, 3);
+  EXPECT_LT(seconds, 3 + 20);
+}
+
+TEST(Distributed, ResumeAfterSigkillEqualsTheUninterruptedRun) {
+  TempDir ref, killed;
+  // With dropout: every rank draws its own masks, and the checkpoint keeps every rank's generator.
+  auto full = ranks(2, "--dropout --out " + ref.path());
+  ASSERT_EQ(full[0].status, 0) << full[0].err;
+  ASSERT_EQ(full[1].status, 0) << full[1].err;
+  // Killed mid-epoch after the checkpoint of step 10, then at step 23, resuming from step 20: by
+  // then the ranks' generators differ (step 16's batch had one row, all of it rank 1's), and
+  // each must continue its own.
+  for (const char* kill : {"13", "23"}) {
+    auto r = ranks(2, std::string("--dropout --resume --timeout 20 --out ") + killed.path(),
+                   {"", std::string("--kill-at-step ") + kill});
+    ASSERT_EQ(r[1].status, 128 + SIGKILL) << r[1].err;
+    ASSERT_EQ(r[0].status, 1) << r[0].err;
+  }
+  auto done = ranks(2, "--dropout --resume --out " + killed.path());
+  ASSERT_EQ(done[0].status, 0) << done[0].err;
+  const auto a = weights(ref / "final.pt", 0.2), b = weights(killed / "final.pt", 0.2);
+  EXPECT_TRUE(equal(a, b)) << max_difference(a, b);
+}
+
+TEST(Distributed, ARunResumesWithADifferentWorldSize) {
+  TempDir ref, killed;
+  auto full = ranks(2, "--out " + ref.path());
+  ASSERT_EQ(full[0].status, 0) << full[0].err;
+  auto r = ranks(2, "--timeout 20 --out " + killed.path(), {"", "--kill-at-step 23"});
+  ASSERT_EQ(r[1].status, 128 + SIGKILL) << r[1].err;
+  // One process continues from the 2-rank checkpoint of step 20: the global batch is the same.
+  auto one = ranks(1, "--resume --out " + killed.path());
+  ASSERT_EQ(one[0].status, 0) << one[0].err;
+  EXPECT_THAT(one[0].err, HasSubstr("resuming a run of 2 process(es) with 1"));
+  EXPECT_LT(max_difference(weights(ref / "final.pt"), weights(killed / "final.pt")), 1e-5);
+}
+
+}  // namespace kdistill::test
