@@ -1,15 +1,18 @@
 // `kdistill train`, `kdistill cache-teacher` and `kdistill eval`: configured runs, offline
 // teacher logits, and evaluation of saved models.
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 #include <memory>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
 #include "commands.h"
 #include "cli_util.h"
+#include "launch.h"
 #include "kdistill/kdistill.h"
 #include "kdistill/runtime/runtime.h"
 
@@ -24,13 +27,30 @@ Run add_train(CLI::App& app) {
   auto* config = app.add_option("--config", a->config, "Run configuration (YAML)");
   auto* resume = app.add_option("--resume", a->resume, "Continue the interrupted run in this output directory");
   config->excludes(resume);
-  app.add_option("--nproc", a->nproc, "Data-parallel workers (only 1 is supported so far)")->capture_default_str();
+  app.add_option("--nproc", a->nproc,
+                 "Start this many data-parallel workers on this machine (c10d Gloo over 127.0.0.1); under torchrun "
+                 "or another launcher leave it out: RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT are read")
+      ->capture_default_str();
   return [a] {
     if (a->config.empty() && a->resume.empty()) throw CLI::RequiredError("--config or --resume");
-    if (a->nproc != 1) throw CLI::ValidationError("--nproc", "data-parallel training is not implemented yet; use 1");
+    if (a->nproc < 1 || a->nproc > 64) throw CLI::ValidationError("--nproc", "must be from 1 to 64");
+    const auto env = distributed_from_env();
+    if (a->nproc > 1) {
+      if (std::getenv("WORLD_SIZE") != nullptr) {
+        throw CLI::ValidationError("--nproc", "WORLD_SIZE is set: a launcher already started this worker; leave "
+                                              "--nproc out");
+      }
+      if (!a->config.empty()) load_config(a->config);  // a bad config fails once, here, not in every worker
+      return launch_workers(a->nproc);
+    }
+    if (env.world_size() > 1) {
+      logger()->set_pattern(fmt::format("[%Y-%m-%d %H:%M:%S.%e] [kdistill rank {}] [%l] %v", env.rank()));
+    }
     auto result = a->resume.empty() ? run_config(load_config(a->config)) : resume_run(a->resume);
-    std::cout << result.report_json;
-    std::cout << "outputs in " << result.output_dir << "\n";
+    if (env.rank() == 0) {
+      std::cout << result.report_json;
+      std::cout << "outputs in " << result.output_dir << "\n";
+    }
     return 0;
   };
 }

@@ -345,7 +345,7 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
   }
   Reader r(origin, base_dir);
   r.keys(root, "", {"seed", "device", "threads", "data", "teacher", "student", "loss", "train", "precision", "output",
-                    "generations"});
+                    "generations", "distributed"});
   RunConfig c;
   c.train.progress(true);
   if (root["seed"]) c.seed = r.unsigned_integer(root["seed"], "seed");
@@ -421,6 +421,16 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
   }
   if (root["generations"]) c.generations = r.integer(root["generations"], "generations");
   check(c.generations >= 1 && c.generations <= 100, origin, ": generations: must be from 1 to 100, got ", c.generations);
+  if (const auto d = root["distributed"]) {
+    r.keys(d, "distributed", {"backend", "timeout_s"});
+    if (d["backend"]) c.distributed.backend(r.string(d["backend"], "distributed.backend"));
+    const auto& b = c.distributed.backend();
+    check(b.empty() || b == "gloo" || b == "nccl", origin, ": distributed.backend: expected gloo or nccl, got \"", b,
+          "\"");
+    if (d["timeout_s"]) c.distributed.timeout_s(r.number(d["timeout_s"], "distributed.timeout_s"));
+    check(c.distributed.timeout_s() > 0, origin, ": distributed.timeout_s: must be > 0, got ",
+          c.distributed.timeout_s());
+  }
   check(static_cast<bool>(root["output"]), origin, ": output: required (the run's output directory)");
   c.output = r.file(root["output"], "output");
   c.train.seed(c.seed).device(c.device).threads(c.threads);
@@ -504,6 +514,9 @@ std::string to_yaml(const RunConfig& c) {
       << to_string(t.precision().student()) << YAML::EndMap;
   out << YAML::Key << "output" << YAML::Value << Text{c.output};
   out << YAML::Key << "generations" << YAML::Value << c.generations;
+  out << YAML::Key << "distributed" << YAML::Value << YAML::Flow << YAML::BeginMap;
+  if (!c.distributed.backend().empty()) out << YAML::Key << "backend" << YAML::Value << c.distributed.backend();
+  out << YAML::Key << "timeout_s" << YAML::Value << c.distributed.timeout_s() << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

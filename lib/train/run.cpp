@@ -3,8 +3,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
+#include <thread>
 
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
@@ -292,14 +294,20 @@ std::shared_ptr<Teacher> load_teacher(const RunConfig& c, const Data& data, cons
   return std::make_shared<EnsembleTeacher>(members, weights);
 }
 
+// Only rank 0 of a data-parallel run writes the run's files.
+bool writes_files(const RunConfig& c) { return !c.train.process_group() || c.train.process_group()->rank() == 0; }
+
 class Manifest {
  public:
-  explicit Manifest(std::string path) : path_(std::move(path)) {}
+  Manifest(std::string path, bool enabled) : path_(std::move(path)), enabled_(enabled) {}
   ordered_json& json() { return j_; }
-  void write() { io::atomic_write_string(path_, j_.dump(2) + "\n"); }
+  void write() {
+    if (enabled_) io::atomic_write_string(path_, j_.dump(2) + "\n");
+  }
 
  private:
   std::string path_;
+  bool enabled_;
   ordered_json j_;
 };
 
@@ -333,7 +341,8 @@ RunResult execute(const RunConfig& c, bool resume) {
     }
   }
   const std::string init_path = (out / "student_init.pt").string();
-  if (!resume) {
+  const bool writer = writes_files(c);
+  if (!resume && writer) {
     check(!fs::exists(manifest_path) && !fs::exists(out / "checkpoints"), "output directory ", c.output,
           " already holds a run; continue it with `kdistill train --resume ", c.output, "` or choose another output");
   }
@@ -350,18 +359,18 @@ RunResult execute(const RunConfig& c, bool resume) {
   auto teacher = load_teacher(c, data, device, teacher_file);
   auto objective = make_objective(c, student, teacher.get(), data.train);
 
-  if (!resume) {
+  if (!resume && writer) {
     io::atomic_write_string((out / "config.yaml").string(), to_yaml(c));
     io::atomic_write_string(init_path, io::read_file(c.student_torchscript));
   }
   auto info = system_info();
-  Manifest manifest(manifest_path);
+  Manifest manifest(manifest_path, writer);
   auto& m = manifest.json();
   if (resume && fs::exists(manifest_path)) {
     m = ordered_json::parse(io::read_file(manifest_path), nullptr, false);
     if (m.is_discarded()) m = ordered_json::object();
   }
-  if (!resume || !m.contains("start_time")) {
+  if (writer && (!resume || !m.contains("start_time"))) {
     m["kdistill_version"] = info.kdistill_version;
     m["torch_version"] = info.torch_version;
     m["blas"] = info.blas_library;
@@ -370,6 +379,9 @@ RunResult execute(const RunConfig& c, bool resume) {
     m["seed"] = c.seed;
     m["start_time"] = now_utc();
     m["config"] = to_json(YAML::Load(to_yaml(c)));
+    const auto& group = c.train.process_group();
+    m["world_size"] = group ? group->size() : 1;
+    m["backend"] = group ? group->backend() : "none";
     m["files"] = {{"data", data.files},
                   {"teacher", teacher_file},
                   {"student", {{"path", c.student_torchscript}, {"sha256", io::sha256_file(init_path)}}}};
@@ -388,7 +400,7 @@ RunResult execute(const RunConfig& c, bool resume) {
     RunResult result;
     result.output_dir = c.output;
     result.train = trainer.fit(data.train, eval);
-    student.save((out / "student.pt").string());
+    if (writer) student.save((out / "student.pt").string());
 
     bench::Report report;
     report.device = c.device;
@@ -423,7 +435,7 @@ RunResult execute(const RunConfig& c, bool resume) {
     s.train_samples_per_s = result.train.train_samples_per_s;
     report.models.emplace_back(teacher ? "student_kd" : "student_scratch", s);
     result.report_json = bench::to_json(report);
-    io::atomic_write_string((out / "report.json").string(), result.report_json);
+    if (writer) io::atomic_write_string((out / "report.json").string(), result.report_json);
 
     m["status"] = "complete";
     m["end_time"] = now_utc();
@@ -431,7 +443,15 @@ RunResult execute(const RunConfig& c, bool resume) {
     m["metrics"] = {{"student", evaluation_json(result.train.final_eval)},
                     {"train_samples_per_s", result.train.train_samples_per_s}};
     if (result.train.teacher_accuracy >= 0) m["metrics"]["teacher_accuracy"] = result.train.teacher_accuracy;
-    m["files"]["output"] = {{"student.pt", io::sha256_file((out / "student.pt").string())}};
+    if (const auto& d = result.train.distributed; d.world_size > 1) {
+      m["world_size"] = d.world_size;  // a resume may change it
+      m["metrics"]["distributed"] = {{"world_size", d.world_size},
+                                     {"backend", d.backend},
+                                     {"allreduce_bytes_per_step", d.allreduce_bytes_per_step},
+                                     {"allreduce_s_per_step", d.allreduce_s_per_step},
+                                     {"step_s", d.step_s}};
+    }
+    if (writer) m["files"]["output"] = {{"student.pt", io::sha256_file((out / "student.pt").string())}};
     manifest.write();
     logger()->info("run complete: {} (student accuracy {:.4f})", c.output, result.train.final_eval.accuracy);
     return result;
@@ -447,6 +467,8 @@ RunResult execute(const RunConfig& c, bool resume) {
   }
 }
 
+RunResult resume_in(const std::string& output_dir, std::shared_ptr<ProcessGroup> group);
+
 std::string generation_dir(const RunConfig& c, int64_t g) {
   return (fs::path(c.output) / ("generation_" + std::to_string(g))).string();
 }
@@ -456,7 +478,8 @@ std::string generation_dir(const RunConfig& c, int64_t g) {
 // the last generation's student.pt, a report with every generation, and a manifest.
 RunResult run_generations(const RunConfig& c, bool resume) {
   const fs::path out(c.output);
-  if (!resume) {
+  const bool writer = writes_files(c);
+  if (!resume && writer) {
     check(!fs::exists(out / "config.yaml"), "output directory ", c.output, " already holds a run; continue it with "
           "`kdistill train --resume ", c.output, "` or choose another output");
     io::ensure_writable_dir(c.output);
@@ -478,8 +501,13 @@ RunResult run_generations(const RunConfig& c, bool resume) {
       cg.teacher_ensemble.clear();
     }
     logger()->info("generation {} of {}: {}", g, c.generations, cg.output);
-    const bool started = fs::exists(fs::path(cg.output) / "config.yaml");
-    auto r = started ? resume_run(cg.output) : execute(cg, false);
+    bool started = fs::exists(fs::path(cg.output) / "config.yaml");
+    if (const auto& group = c.train.process_group()) {  // rank 0 decides, before it writes there
+      std::vector<torch::Tensor> flag{torch::full({1}, started ? 1 : 0, torch::kLong)};
+      group->broadcast(flag, 0, "the start of generation " + std::to_string(g));
+      started = flag[0].item<int64_t>() != 0;
+    }
+    auto r = started ? resume_in(cg.output, c.train.process_group()) : execute(cg, false);
     auto j = ordered_json::parse(r.report_json);
     if (g == 1) {
       report = j;
@@ -493,9 +521,10 @@ RunResult run_generations(const RunConfig& c, bool resume) {
     result.generations.push_back(r.train);
     result.train = r.train;
   }
+  result.report_json = report.dump(2) + "\n";
+  if (!writer) return result;
   io::atomic_write_string((out / "student.pt").string(),
                           io::read_file((fs::path(generation_dir(c, c.generations)) / "student.pt").string()));
-  result.report_json = report.dump(2) + "\n";
   io::atomic_write_string((out / "report.json").string(), result.report_json);
   ordered_json manifest = {{"kdistill_version", system_info().kdistill_version},
                            {"status", "complete"},
@@ -506,18 +535,48 @@ RunResult run_generations(const RunConfig& c, bool resume) {
   return result;
 }
 
-}  // namespace
-
-RunResult run_config(const RunConfig& config) {
-  return config.generations > 1 ? run_generations(config, false) : execute(config, false);
+// A data-parallel run started by a launcher (WORLD_SIZE > 1 in the environment) joins its group.
+RunConfig join_group(RunConfig c) {
+  if (c.train.process_group()) return c;
+  const auto env = distributed_from_env(c.distributed);
+  if (env.world_size() == 1) return c;
+  auto device = parse_device(c.device);
+  if (device.is_cuda() && !device.has_index()) {  // one GPU per local rank, as torchrun expects
+    device = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(env.local_rank()));
+    c.device = device.str();
+    c.train.device(c.device);
+  }
+  c.train.process_group(ProcessGroup::create(env, device));
+  // Workers on one host share its cores: N workers of T threads each should fit.
+  const char* local = std::getenv("LOCAL_WORLD_SIZE");
+  const int64_t workers = local != nullptr ? std::max(1L, std::atol(local)) : 1;
+  const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  if (workers > 1 && (c.threads == 0 || c.threads * workers > cores)) {
+    logger()->warn("{} workers on this host with threads: {} oversubscribe its {} cores; set threads: {}", workers,
+                   c.threads == 0 ? std::string("all") : std::to_string(c.threads), cores,
+                   std::max<int64_t>(1, cores / workers));
+  }
+  return c;
 }
 
-RunResult resume_run(const std::string& output_dir) {
+// Continues the run in `output_dir` with `group`, or with the group the environment describes.
+RunResult resume_in(const std::string& output_dir, std::shared_ptr<ProcessGroup> group) {
   const auto path = (fs::path(output_dir) / "config.yaml").string();
   check(fs::is_regular_file(path), "resume: ", output_dir, " holds no config.yaml: it is not a kdistill run directory");
   auto config = parse_config(io::read_file(path), path, fs::absolute(output_dir).string());
   config.output = fs::absolute(output_dir).lexically_normal().string();
+  config.train.process_group(std::move(group));
+  config = join_group(config);
   return config.generations > 1 ? run_generations(config, true) : execute(config, true);
 }
+
+}  // namespace
+
+RunResult run_config(const RunConfig& config_arg) {
+  const auto config = join_group(config_arg);
+  return config.generations > 1 ? run_generations(config, false) : execute(config, false);
+}
+
+RunResult resume_run(const std::string& output_dir) { return resume_in(output_dir, nullptr); }
 
 }  // namespace kdistill

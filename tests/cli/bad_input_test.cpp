@@ -30,6 +30,7 @@ struct Case {
   std::function<std::string(const std::string& dir, const std::string& fx)> setup;  // returns the arguments
   int status;
   const char* needle;
+  const char* env = "";  ///< variables set for the command ("WORLD_SIZE=2 RANK=1")
 };
 
 void write(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
@@ -152,7 +153,22 @@ const std::vector<Case>& catalogue() {
        "seeed: unknown key"},
       {"wrong config type", false, [](auto& d, auto&) { return yaml(d, "student: {torchscript: s.pt}\noutput: o\ntrain: {lr: fast}\n"); },
        1, "train.lr: expected a number, got \"fast\""},
-      {"--nproc 2", false, [](auto& d, auto&) { return "train --config x.yaml --nproc 2"; }, 2, "not implemented"},
+      {"--nproc 0", false, [](auto&, auto&) { return "train --config x.yaml --nproc 0"; }, 2, "--nproc: must be from 1 to 64"},
+      {"--nproc under a launcher", false, [](auto&, auto&) { return "train --config x.yaml --nproc 2"; }, 2,
+       "WORLD_SIZE is set", "WORLD_SIZE=2"},
+      {"--nproc with a bad config", false, [](auto& d, auto&) { return yaml(d, "student: {torchscript: s.pt}\noutput: o\nseeed: 1\n") +
+                                                                " --nproc 2"; }, 1, "seeed: unknown key"},
+      {"bad distributed backend", false, [](auto& d, auto&) { return yaml(d, "student: {torchscript: s.pt}\noutput: o\n"
+                                                                        "distributed: {backend: mpi}\n"); },
+       1, "distributed.backend: expected gloo or nccl, got \"mpi\""},
+      {"distributed timeout 0", false, [](auto& d, auto&) { return yaml(d, "student: {torchscript: s.pt}\noutput: o\n"
+                                                                      "distributed: {timeout_s: 0}\n"); },
+       1, "distributed.timeout_s: must be > 0, got 0"},
+      {"malformed RANK", true, [](auto& d, auto& fx) { return config(d, fx, ""); }, 1,
+       "RANK='two' is not an integer in [0, 1]", "WORLD_SIZE=2 RANK=two"},
+      {"batch smaller than the world", true, [](auto& d, auto& fx) { return edited(d, fx, "batch_size: 32", "batch_size: 1") +
+                                                                     " --nproc 2"; }, 1,
+       "batch_size 1 is smaller than the 2 processes"},
       {"resume of a non-run", false, [](auto& d, auto&) { return "train --resume " + d; }, 1, "not a kdistill run directory"},
       {"batch_size 0 in config", true, [](auto& d, auto& fx) { return edited(d, fx, "batch_size: 32", "batch_size: 0"); }, 1,
        "batch_size must be >= 1, got 0"},
@@ -259,8 +275,8 @@ TEST_P(BadInput, FailsCleanlyAndLeavesNothingBehind) {
   TempDir dir;
   const auto args = c.setup(dir.path(), fixtures());
   write(dir / "keep.txt", "earlier output");
-  auto o = run(std::string(KDISTILL_CLI) + " " + args);
-  SCOPED_TRACE(std::string(c.name) + ": kdistill " + args);
+  auto o = run(std::string(c.env) + " " + KDISTILL_CLI + " " + args);
+  SCOPED_TRACE(std::string(c.name) + ": " + c.env + " kdistill " + args);
   EXPECT_EQ(o.status, c.status) << o.err;
   EXPECT_EQ(o.err.rfind("error: ", 0), 0u) << o.err;
   EXPECT_THAT(o.err, ::testing::HasSubstr(c.needle));

@@ -7,6 +7,7 @@
 
 #include "kdistill/losses/schedule.h"
 
+#include "kdistill/train/distributed.h"
 #include "kdistill/train/trainer.h"
 
 #pragma GCC visibility push(default)  // the exported API: docs/architecture.md
@@ -86,6 +87,9 @@ struct RunConfig {
   /// Born-again distillation: > 1 trains that many students in turn, each the next one's teacher
   /// (the first learns from `teacher:`, or from labels alone without one).
   int64_t generations = 1;
+  /// `distributed: {backend: gloo|nccl, timeout_s: 300}`: how data-parallel ranks talk. The rank,
+  /// world size and rendezvous come from the environment (`distributed_from_env`).
+  DistributedOptions distributed;
 };
 
 /// Parses YAML (or JSON, which is YAML) into a `RunConfig`. Relative paths are resolved against
