@@ -57,3 +57,15 @@ endif()
 if(Torch_VERSION)
   message(STATUS "kdistill: LibTorch ${Torch_VERSION}")
 endif()
+
+# Data-parallel training on CPUs uses c10d's Gloo process group, whose header includes Gloo's own
+# (libtorch links libgloo, but Debian ships the headers separately). A libtorch without them
+# (some CUDA distributions) still builds; only the gloo backend is then missing.
+find_path(KDISTILL_GLOO_INCLUDE_DIR gloo/config.h HINTS ${TORCH_INCLUDE_DIRS})
+if(NOT KDISTILL_GLOO_INCLUDE_DIR AND Torch_DIR MATCHES "^/usr/")
+  message(FATAL_ERROR
+    "kdistill: Gloo's headers (gloo/config.h) were not found: data-parallel training needs them. On Debian 12 "
+    "install them with:\n    apt-get install libgloo-dev\nor run scripts/setup.sh, which installs every dependency.")
+elseif(NOT KDISTILL_GLOO_INCLUDE_DIR)
+  message(WARNING "kdistill: Gloo's headers were not found next to this libtorch: the gloo backend is left out")
+endif()

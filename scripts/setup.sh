@@ -7,12 +7,14 @@ set -euo pipefail
 # to the reference BLAS and dense layers run about 40x slower.
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev libopenblas0-openmp
+  libtorch-dev libopenblas0-openmp libgloo-dev
   libspdlog-dev libfmt-dev libeigen3-dev libhdf5-dev libgtest-dev libgmock-dev libbenchmark-dev
   zlib1g-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev pybind11-dev libssl-dev
   python3-dev python3-torch python3-pytest python3-h5py python3-matplotlib python3-numpy
   ccache dataset-fashion-mnist fortunes
 )
+# libgloo-dev: the headers of Gloo, which libtorch's c10d process group uses for data-parallel
+# training on CPUs (`kdistill train --nproc N`).
 # fortunes: about 2.5 MB of plain English text (/usr/share/games/fortunes), the text of the
 # language-model demo (`kdistill demo --task lm`).
 # `setup.sh --fuzz` adds what scripts/fuzz.sh needs: clang and its libFuzzer runtime.

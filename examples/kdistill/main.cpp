@@ -31,6 +31,11 @@ int print_version() {
             << "cuda " << (info.cuda_available ? "available" : "not available");
   for (const auto& d : info.cuda_devices) std::cout << " " << d;
   std::cout << "\n";
+  std::string backends;
+  for (const char* b : {"gloo", "nccl"}) {
+    if (kdistill::ProcessGroup::has_backend(b)) backends += backends.empty() ? b : std::string(", ") + b;
+  }
+  std::cout << "distributed " << (backends.empty() ? "none (built without Gloo's headers)" : backends) << "\n";
   if (info.blas_library.find("openblas-pthread") != std::string::npos) {
     std::cerr << "warning: libtorch is using OpenBLAS's pthread build, whose threads compete with LibTorch's "
                  "OpenMP threads; select the OpenMP build (scripts/setup.sh does).\n";

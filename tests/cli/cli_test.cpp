@@ -12,6 +12,7 @@
 #include "kdistill/data/idx.h"
 #include "kdistill/io/atomic_file.h"
 #include "kdistill/teachers/cache.h"
+#include "kdistill/train/distributed.h"
 #include "cli/cli_support.h"
 #include "fixtures/fixtures.h"
 
@@ -45,6 +46,8 @@ TEST(Cli, VersionTellsVersionsBlasAndCuda) {
   auto fresh = run("env -u OMP_WAIT_POLICY " + std::string(KDISTILL_CLI) + " --version");
   EXPECT_NE(fresh.out.find("OMP_WAIT_POLICY=active"), std::string::npos) << fresh.out;
   EXPECT_NE(o.out.find(torch::cuda::is_available() ? "cuda available" : "cuda not available"), std::string::npos);
+  EXPECT_NE(o.out.find(kdistill::ProcessGroup::has_backend("gloo") ? "distributed gloo" : "distributed none"),
+            std::string::npos) << o.out;
   // The BLAS named is the one libblas.so.3 resolves to on this machine.
   auto blas = run("readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3");
   if (blas.status == 0 && !blas.out.empty()) {

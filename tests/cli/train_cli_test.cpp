@@ -10,6 +10,7 @@
 
 #include "fixtures/fixtures.h"
 #include "kdistill/io/atomic_file.h"
+#include "kdistill/train/distributed.h"
 #include "cli/cli_support.h"
 
 namespace kdistill::test {
@@ -127,6 +128,7 @@ TEST(TrainCli, CompareReportsThePairAndWritesTheReviewList) {
 
 TEST(TrainCli, NprocTwoTrainsTheStudentOneProcessTrains) {
   KDISTILL_REQUIRE_FIXTURES();
+  if (!ProcessGroup::has_backend("gloo")) GTEST_SKIP() << "built without Gloo's headers (libgloo-dev)";
   const auto fx = fixtures();
   TempDir dir;
   auto write = [&](const std::string& name, const std::string& train_extra) {

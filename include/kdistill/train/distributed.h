@@ -64,6 +64,9 @@ class ProcessGroup {
   static std::shared_ptr<ProcessGroup> create(const DistributedOptions& options,
                                               torch::Device device = torch::kCPU);
   ~ProcessGroup();
+  /// Whether this build has the backend ("gloo" needs Gloo's headers at build time, "nccl" a
+  /// CUDA libtorch with NCCL).
+  static bool has_backend(const std::string& name);
 
   int64_t rank() const;
   int64_t size() const;
