@@ -4,7 +4,8 @@
 # and the all-reduce's bytes and seconds per step against the step's, from each run's manifest.
 # Two workloads on Fashion-MNIST (60,000 images, one epoch, global batch 256): the demo's MLP
 # teacher (784-1200-1200-10) distilled live into MLP-64, and MLP-64 from labels alone. Rounds
-# are interleaved; medians are reported. Run it on an idle machine.
+# are interleaved; medians are reported. Also PyTorch's own Gloo all-reduce of the same bytes
+# (bench/gloo_allreduce.py), the floor under the all-reduce. Run it on an idle machine.
 # Usage: bench/run_ddp_bench.sh [build-dir] [rounds]  -> bench/results/ddp_cpu.json
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,8 @@ for round in $(seq 1 "$rounds"); do
     done
   done
 done
+# PyTorch's own Gloo all-reduce of the same bytes (the gradients of MLP-64 and the loss values).
+/usr/bin/python3 bench/gloo_allreduce.py 203576 > "$tmp/floor.json" 2> /dev/null
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 /usr/bin/python3 - "$tmp" "$rounds" "$load_before" "$load_after" "${OMP_WAIT_POLICY:-unset: the kdistill command waits actively}" <<'PY'
 import json, os, platform, statistics, subprocess, sys
@@ -50,7 +53,9 @@ out = {"what": "kdistill train, 1 epoch of Fashion-MNIST (60,000 images), global
                "medians over interleaved rounds",
        "machine": {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform()},
        "omp_wait_policy": policy, "backend": "gloo over 127.0.0.1", "rounds": rounds,
-       "loadavg_before": before, "loadavg_after": after, "workloads": {}}
+       "loadavg_before": before, "loadavg_after": after,
+       "python_gloo_allreduce_ms": json.load(open(f"{tmp}/floor.json")), "workloads": {}}
+print("PyTorch's Gloo all-reduce, 2 processes:", out["python_gloo_allreduce_ms"], "ms")
 for workload in ("kd", "labels"):
     rows = {}
     for setup in ("1x1", "1x2", "2x1"):
