@@ -379,13 +379,13 @@ RunResult execute(const RunConfig& c, bool resume) {
     m["seed"] = c.seed;
     m["start_time"] = now_utc();
     m["config"] = to_json(YAML::Load(to_yaml(c)));
-    const auto& group = c.train.process_group();
-    m["world_size"] = group ? group->size() : 1;
-    m["backend"] = group ? group->backend() : "none";
     m["files"] = {{"data", data.files},
                   {"teacher", teacher_file},
                   {"student", {{"path", c.student_torchscript}, {"sha256", io::sha256_file(init_path)}}}};
   }
+  const auto& group = c.train.process_group();  // this start's; a resume may change it
+  m["world_size"] = group ? group->size() : 1;
+  m["backend"] = group ? group->backend() : "none";
   m["status"] = "running";
   m.erase("error");
   if (resume) m["resumed_at"] = now_utc();
@@ -444,7 +444,6 @@ RunResult execute(const RunConfig& c, bool resume) {
                     {"train_samples_per_s", result.train.train_samples_per_s}};
     if (result.train.teacher_accuracy >= 0) m["metrics"]["teacher_accuracy"] = result.train.teacher_accuracy;
     if (const auto& d = result.train.distributed; d.world_size > 1) {
-      m["world_size"] = d.world_size;  // a resume may change it
       m["metrics"]["distributed"] = {{"world_size", d.world_size},
                                      {"backend", d.backend},
                                      {"allreduce_bytes_per_step", d.allreduce_bytes_per_step},
@@ -551,10 +550,10 @@ RunConfig join_group(RunConfig c) {
   const char* local = std::getenv("LOCAL_WORLD_SIZE");
   const int64_t workers = local != nullptr ? std::max(1L, std::atol(local)) : 1;
   const int64_t cores = std::max<int64_t>(1, std::thread::hardware_concurrency());
-  if (workers > 1 && (c.threads == 0 || c.threads * workers > cores)) {
-    logger()->warn("{} workers on this host with threads: {} oversubscribe its {} cores; set threads: {}", workers,
-                   c.threads == 0 ? std::string("all") : std::to_string(c.threads), cores,
-                   std::max<int64_t>(1, cores / workers));
+  const int64_t threads = c.threads > 0 ? c.threads : torch::get_num_threads();
+  if (workers > 1 && threads * workers > cores) {
+    logger()->warn("{} workers on this host with {} threads each oversubscribe its {} cores; set threads: {}",
+                   workers, threads, cores, std::max<int64_t>(1, cores / workers));
   }
   return c;
 }

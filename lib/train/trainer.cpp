@@ -17,10 +17,10 @@
 #include "kdistill/data/batch_iterator.h"
 #include "kdistill/io/atomic_file.h"
 #include "kdistill/teachers/cache.h"
+#include "kdistill/train/distributed.h"
 #include "train/checkpoint.h"
 #include "train/metrics_log.h"
 #include "train/preflight.h"
-#include "kdistill/train/distributed.h"
 #include "train/progress.h"
 #include "train/reducer.h"
 #include "train/step.h"
@@ -336,7 +336,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
       const auto t0 = Clock::now();
       const double lr = scheduled_lr(options_, st.step, total, spe);
       if (lr != st.current_lr) {
-        for (auto& group : st.optimizer->param_groups()) group.options().set_lr(lr);
+        for (auto& param_group : st.optimizer->param_groups()) param_group.options().set_lr(lr);
         st.current_lr = lr;
       }
       auto b = group ? it.batch(st.batch, rank, world) : it.batch(st.batch);
@@ -346,7 +346,8 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
         // The global batch's: the ranks' gradients then sum to the global batch's gradient.
         const auto rows = it.indices(st.batch);
         batch_rows = rows.size(0);
-        denominator = step.denominator(train.targets().index_select(0, rows));
+        denominator = train.is_sequence() ? step.denominator(train.targets().index_select(0, rows))
+                                          : static_cast<double>(batch_rows);
       }
       auto outcome = step.compute(b, TrainProgress{st.step, st.epoch, total, spe}, all_labelled, denominator);
       if (reducer) reducer->reduce(outcome, st.step + 1);
@@ -357,8 +358,9 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
         progress.finish();
         fail("training: the loss became ", value, " at step ", st.step + 1, " (epoch ", st.epoch + 1, ", batch ",
              st.batch, "); ",
-             checkpoint_path.empty() ? "no checkpoint was configured"
-                                     : "the last good checkpoint is kept in " + checkpoint_path,
+             !checkpoints ? "no checkpoint was configured"
+                          : "the last good checkpoint is kept in " +
+                                (fs::path(options_.output_dir()) / "checkpoints" / "last.pt").string(),
              ". Lower the learning rate or enable gradient clipping");
       } else {
         logger()->warn("step {}: loss is {}, update skipped", st.step + 1, value);

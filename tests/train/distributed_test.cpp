@@ -21,7 +21,9 @@
 
 #include "kdistill/core/error.h"
 #include "kdistill/io/atomic_file.h"
+#include "kdistill/data/tokens.h"
 #include "kdistill/models/builders.h"
+#include "kdistill/models/sequence.h"
 #include "kdistill/train/trainer.h"
 #include "support.h"
 
@@ -47,18 +49,59 @@ Model mlp16(uint64_t seed, double dropout) {
   return Model(mlp(8, {16}, 3, dropout), "mlp:16");
 }
 
+// A run's pieces: per-sample rows and MLPs, or (`tokens`) padded token sequences and GRU
+// language models, whose losses average over real tokens. 97 sequences in batches of 16: the
+// last batch has one sequence, all of it one rank's.
+struct Setup {
+  Model student, teacher;
+  data::TensorDataset train, eval;
+  int64_t batch_size = 32;
+};
+
+data::TensorDataset padded_tokens(int64_t n, uint64_t seed) {
+  torch::manual_seed(seed);
+  auto tokens = torch::randint(0, 12, {n, 9}, torch::kLong);
+  auto lengths = torch::randint(3, 10, {n}, torch::kLong);
+  auto columns = torch::arange(9, torch::kLong).unsqueeze(0);
+  tokens.masked_fill_(columns.ge(lengths.unsqueeze(1)), -1);
+  return data::token_windows(tokens, {}, data::TokenOptions().vocab_size(12));
+}
+
+Setup setup(bool tokens, double dropout) {
+  Setup s;
+  if (tokens) {
+    torch::manual_seed(11);
+    s.student = gru_lm(GRULMOptions(12).hidden(8));
+    torch::manual_seed(7);
+    s.teacher = gru_lm(GRULMOptions(12).hidden(16));
+    s.train = padded_tokens(97, 1);
+    s.eval = padded_tokens(31, 2);
+    s.batch_size = 16;
+  } else {
+    s.student = mlp16(11, dropout);
+    s.teacher = mlp16(7, 0.0);
+    s.train = rows(481, 1);
+    s.eval = rows(101, 2);
+  }
+  return s;
+}
+
 TrainerOptions options(const std::string& out) {
   auto o = TrainerOptions().progress(false).threads(1).lr(0.1).batch_size(32).epochs(3).seed(5).log_every(1);
   if (!out.empty()) o.output_dir(out).checkpoint_every(5);
   return o;
 }
 
-std::vector<torch::Tensor> weights(const std::string& path, double dropout = 0.0) {
-  auto m = mlp16(0, dropout);
-  m.load_weights(path);
+std::vector<torch::Tensor> parameters(const Model& m) {
   std::vector<torch::Tensor> w;
   for (auto& p : m.parameters()) w.push_back(p.detach().clone());
   return w;
+}
+
+std::vector<torch::Tensor> weights(const std::string& path, double dropout = 0.0, bool tokens = false) {
+  auto m = setup(tokens, dropout).student;
+  m.load_weights(path);
+  return parameters(m);
 }
 
 double max_difference(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>& b) {
@@ -116,7 +159,7 @@ std::vector<Output> ranks(int world, const std::string& args, const std::vector<
 int dist_child(const std::vector<std::string>& args) {
   int64_t rank = 0, world = 1, port = 0, kill_at = -1, stop_at = -1;
   double timeout = 60, dropout = 0;
-  bool resume = false;
+  bool resume = false, tokens = false;
   std::string out;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--rank") rank = std::stoll(args.at(++i));
@@ -126,18 +169,18 @@ int dist_child(const std::vector<std::string>& args) {
     else if (args[i] == "--timeout") timeout = std::stod(args.at(++i));
     else if (args[i] == "--dropout") dropout = 0.2;
     else if (args[i] == "--resume") resume = true;
+    else if (args[i] == "--tokens") tokens = true;
     else if (args[i] == "--kill-at-step") kill_at = std::stoll(args.at(++i));
     else if (args[i] == "--stop-at-step") stop_at = std::stoll(args.at(++i));
   }
   try {
-    auto o = options(out);
+    auto s = setup(tokens, dropout);
+    auto o = options(out).batch_size(s.batch_size);
     if (world > 1) {
       o.process_group(ProcessGroup::create(
           DistributedOptions().rank(rank).world_size(world).master_port(port).timeout_s(timeout)));
     }
-    auto student = mlp16(11, dropout);
-    auto train = rows(481, 1), eval = rows(101, 2);
-    DistillTrainer trainer(student, std::make_shared<ModelTeacher>(mlp16(7, 0.0)), o);
+    DistillTrainer trainer(s.student, std::make_shared<ModelTeacher>(s.teacher), o);
     if (resume) trainer.resume();
     trainer.on_step([&](const StepInfo& s) {
       if (s.step == kill_at) std::raise(SIGKILL);
@@ -146,9 +189,9 @@ int dist_child(const std::vector<std::string>& args) {
         std::raise(SIGSTOP);
       }
     });
-    auto result = trainer.fit(train, &eval);
+    auto result = trainer.fit(s.train, &s.eval);
     if (rank == 0) {
-      student.save((fs::path(out) / "final.pt").string());
+      s.student.save((fs::path(out) / "final.pt").string());
       nlohmann::json j = {{"accuracy", result.final_eval.accuracy},
                           {"agreement", result.final_eval.agreement},
                           {"steps", result.steps},
@@ -227,21 +270,17 @@ TEST(Distributed, TwoRanksTrainTheModelOneProcessTrainsWithTheSameGlobalBatch) {
 
   // One process, the same global batch of 32 run as two micro-batches of 16: the same split of
   // every batch, so the same sums in the same order: bitwise the same weights.
-  auto student = mlp16(11, 0.0);
-  auto train = rows(481, 1), eval = rows(101, 2);
-  DistillTrainer one(student, std::make_shared<ModelTeacher>(mlp16(7, 0.0)), options("").micro_batches(2));
-  auto single = one.fit(train, &eval);
-  std::vector<torch::Tensor> w;
-  for (auto& p : student.parameters()) w.push_back(p.detach().clone());
+  auto s = setup(false, 0.0);
+  DistillTrainer one(s.student, std::make_shared<ModelTeacher>(s.teacher), options("").micro_batches(2));
+  auto single = one.fit(s.train, &s.eval);
+  const auto w = parameters(s.student);
   EXPECT_TRUE(equal(w, weights(dir / "final.pt"))) << max_difference(w, weights(dir / "final.pt"));
 
   // And one process with the whole batch at once: the same model up to float rounding.
-  auto whole = mlp16(11, 0.0);
-  DistillTrainer plain(whole, std::make_shared<ModelTeacher>(mlp16(7, 0.0)), options(""));
-  plain.fit(train, &eval);
-  std::vector<torch::Tensor> w1;
-  for (auto& p : whole.parameters()) w1.push_back(p.detach().clone());
-  EXPECT_LT(max_difference(w1, weights(dir / "final.pt")), 1e-5);
+  auto p = setup(false, 0.0);
+  DistillTrainer plain(p.student, std::make_shared<ModelTeacher>(p.teacher), options(""));
+  plain.fit(p.train, &p.eval);
+  EXPECT_LT(max_difference(parameters(p.student), weights(dir / "final.pt")), 1e-5);
 
   // The evaluation is gathered from both ranks' shares: the same numbers as one process's.
   auto j = nlohmann::json::parse(io::read_file(dir / "result.json"));
@@ -254,6 +293,27 @@ TEST(Distributed, TwoRanksTrainTheModelOneProcessTrainsWithTheSameGlobalBatch) {
 
   // Only rank 0 wrote: one metrics.jsonl line per step and per epoch, as one process writes.
   EXPECT_EQ(io::read_lines(dir / "metrics.jsonl").size(), 3u * 16 + 3);
+}
+
+TEST(Distributed, SequencesAverageOverTheGlobalBatchsRealTokens) {
+  KDISTILL_REQUIRE_GLOO();
+  TempDir dir;
+  auto r = ranks(2, "--tokens --out " + dir.path());
+  ASSERT_EQ(r[0].status, 0) << r[0].err;
+  ASSERT_EQ(r[1].status, 0) << r[1].err;
+  // Each rank weights its tokens against the whole batch's real tokens (the ranks' counts
+  // differ with the padding): the same as one process in two micro-batches, bitwise.
+  auto s = setup(true, 0.0);
+  DistillTrainer one(s.student, std::make_shared<ModelTeacher>(s.teacher),
+                     options("").batch_size(16).micro_batches(2));
+  one.fit(s.train, &s.eval);
+  const auto w = parameters(s.student), w2 = weights(dir / "final.pt", 0.0, true);
+  EXPECT_TRUE(equal(w, w2)) << max_difference(w, w2);
+  auto p = setup(true, 0.0);
+  DistillTrainer plain(p.student, std::make_shared<ModelTeacher>(p.teacher), options("").batch_size(16));
+  plain.fit(p.train, &p.eval);
+  EXPECT_LT(max_difference(parameters(p.student), w2), 1e-5);
+  EXPECT_GT(max_difference(parameters(setup(true, 0.0).student), w2), 1e-3);  // it did train
 }
 
 TEST(Distributed, AKilledRankStopsTheOtherWithinTheTimeoutAndTheCheckpointStays) {
