@@ -159,7 +159,7 @@ std::vector<Output> ranks(int world, const std::string& args, const std::vector<
 int dist_child(const std::vector<std::string>& args) {
   int64_t rank = 0, world = 1, port = 0, kill_at = -1, stop_at = -1;
   double timeout = 60, dropout = 0;
-  bool resume = false, tokens = false;
+  bool resume = false, tokens = false, cuda = false;
   std::string out;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--rank") rank = std::stoll(args.at(++i));
@@ -170,15 +170,18 @@ int dist_child(const std::vector<std::string>& args) {
     else if (args[i] == "--dropout") dropout = 0.2;
     else if (args[i] == "--resume") resume = true;
     else if (args[i] == "--tokens") tokens = true;
+    else if (args[i] == "--cuda") cuda = true;
     else if (args[i] == "--kill-at-step") kill_at = std::stoll(args.at(++i));
     else if (args[i] == "--stop-at-step") stop_at = std::stoll(args.at(++i));
   }
   try {
     auto s = setup(tokens, dropout);
     auto o = options(out).batch_size(s.batch_size);
+    const auto device = cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(rank)) : torch::kCPU;
+    o.device(device.str());
     if (world > 1) {
       o.process_group(ProcessGroup::create(
-          DistributedOptions().rank(rank).world_size(world).master_port(port).timeout_s(timeout)));
+          DistributedOptions().rank(rank).world_size(world).master_port(port).timeout_s(timeout), device));
     }
     DistillTrainer trainer(s.student, std::make_shared<ModelTeacher>(s.teacher), o);
     if (resume) trainer.resume();
@@ -314,6 +317,22 @@ TEST(Distributed, SequencesAverageOverTheGlobalBatchsRealTokens) {
   plain.fit(p.train, &p.eval);
   EXPECT_LT(max_difference(parameters(p.student), w2), 1e-5);
   EXPECT_GT(max_difference(parameters(setup(true, 0.0).student), w2), 1e-3);  // it did train
+}
+
+TEST(Distributed, TwoGpusOverNcclTrainTheModelOneGpuTrains_CUDA) {
+  if (torch::cuda::device_count() < 2) GTEST_SKIP() << "needs two CUDA devices";
+  if (!ProcessGroup::has_backend("nccl")) GTEST_SKIP() << "this libtorch has no NCCL";
+  TempDir dir;
+  auto r = ranks(2, "--cuda --out " + dir.path());
+  ASSERT_EQ(r[0].status, 0) << r[0].err;
+  ASSERT_EQ(r[1].status, 0) << r[1].err;
+  auto s = setup(false, 0.0);
+  DistillTrainer one(s.student, std::make_shared<ModelTeacher>(s.teacher),
+                     options("").micro_batches(2).device("cuda:0"));
+  one.fit(s.train, &s.eval);
+  auto w = parameters(s.student);
+  for (auto& t : w) t = t.cpu();
+  EXPECT_LT(max_difference(w, weights(dir / "final.pt")), 1e-4);
 }
 
 TEST(Distributed, AKilledRankStopsTheOtherWithinTheTimeoutAndTheCheckpointStays) {
