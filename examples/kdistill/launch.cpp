@@ -2,6 +2,7 @@
 #include "launch.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -142,7 +143,8 @@ int launch_workers(int nproc) {
     for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
     envp.push_back(nullptr);
     int fds[2];
-    check(::pipe(fds) == 0, "--nproc: cannot create a pipe: ", std::strerror(errno));
+    // Close-on-exec: a later worker must not inherit an earlier one's pipe.
+    check(::pipe2(fds, O_CLOEXEC) == 0, "--nproc: cannot create a pipe: ", std::strerror(errno));
     const pid_t pid = ::fork();
     if (pid == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGTERM);  // a worker never outlives its launcher

@@ -114,10 +114,10 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const DistributedOptions& o, 
   impl->rank = o.rank();
   impl->size = o.world_size();
   impl->timeout_s = o.timeout_s();
-  impl->device = device;
   impl->backend = o.backend().empty() ? (device.is_cuda() ? "nccl" : "gloo") : o.backend();
   check(impl->backend == "gloo" || impl->backend == "nccl", "ProcessGroup: backend must be gloo or nccl, got '",
         impl->backend, "'");
+  impl->device = impl->backend == "nccl" ? device : torch::Device(torch::kCPU);
   const auto timeout = to_ms(o.timeout_s());
 
   c10d::TCPStoreOptions store_options;
