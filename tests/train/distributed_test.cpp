@@ -98,6 +98,16 @@ std::vector<torch::Tensor> parameters(const Model& m) {
   return w;
 }
 
+// One process training `setup(tokens)` with the same global batch, in `micro_batches` parts:
+// its final weights and result, what the ranks' run is compared with.
+std::pair<std::vector<torch::Tensor>, TrainResult> one_process(bool tokens, int64_t micro_batches) {
+  auto s = setup(tokens, 0.0);
+  DistillTrainer trainer(s.student, std::make_shared<ModelTeacher>(s.teacher),
+                         options("").batch_size(s.batch_size).micro_batches(micro_batches));
+  auto result = trainer.fit(s.train, &s.eval);
+  return {parameters(s.student), result};
+}
+
 std::vector<torch::Tensor> weights(const std::string& path, double dropout = 0.0, bool tokens = false) {
   auto m = setup(tokens, dropout).student;
   m.load_weights(path);
@@ -273,17 +283,12 @@ TEST(Distributed, TwoRanksTrainTheModelOneProcessTrainsWithTheSameGlobalBatch) {
 
   // One process, the same global batch of 32 run as two micro-batches of 16: the same split of
   // every batch, so the same sums in the same order: bitwise the same weights.
-  auto s = setup(false, 0.0);
-  DistillTrainer one(s.student, std::make_shared<ModelTeacher>(s.teacher), options("").micro_batches(2));
-  auto single = one.fit(s.train, &s.eval);
-  const auto w = parameters(s.student);
-  EXPECT_TRUE(equal(w, weights(dir / "final.pt"))) << max_difference(w, weights(dir / "final.pt"));
+  const auto [w, single] = one_process(false, 2);
+  const auto ranks_w = weights(dir / "final.pt");
+  EXPECT_TRUE(equal(w, ranks_w)) << max_difference(w, ranks_w);
 
   // And one process with the whole batch at once: the same model up to float rounding.
-  auto p = setup(false, 0.0);
-  DistillTrainer plain(p.student, std::make_shared<ModelTeacher>(p.teacher), options(""));
-  plain.fit(p.train, &p.eval);
-  EXPECT_LT(max_difference(parameters(p.student), weights(dir / "final.pt")), 1e-5);
+  EXPECT_LT(max_difference(one_process(false, 1).first, ranks_w), 1e-5);
 
   // The evaluation is gathered from both ranks' shares: the same numbers as one process's.
   auto j = nlohmann::json::parse(io::read_file(dir / "result.json"));
@@ -306,16 +311,9 @@ TEST(Distributed, SequencesAverageOverTheGlobalBatchsRealTokens) {
   ASSERT_EQ(r[1].status, 0) << r[1].err;
   // Each rank weights its tokens against the whole batch's real tokens (the ranks' counts
   // differ with the padding): the same as one process in two micro-batches, bitwise.
-  auto s = setup(true, 0.0);
-  DistillTrainer one(s.student, std::make_shared<ModelTeacher>(s.teacher),
-                     options("").batch_size(16).micro_batches(2));
-  one.fit(s.train, &s.eval);
-  const auto w = parameters(s.student), w2 = weights(dir / "final.pt", 0.0, true);
+  const auto w = one_process(true, 2).first, w2 = weights(dir / "final.pt", 0.0, true);
   EXPECT_TRUE(equal(w, w2)) << max_difference(w, w2);
-  auto p = setup(true, 0.0);
-  DistillTrainer plain(p.student, std::make_shared<ModelTeacher>(p.teacher), options("").batch_size(16));
-  plain.fit(p.train, &p.eval);
-  EXPECT_LT(max_difference(parameters(p.student), w2), 1e-5);
+  EXPECT_LT(max_difference(one_process(true, 1).first, w2), 1e-5);
   EXPECT_GT(max_difference(parameters(setup(true, 0.0).student), w2), 1e-3);  // it did train
 }
 
@@ -326,7 +324,7 @@ TEST(Distributed, TwoGpusOverNcclTrainTheModelOneGpuTrains_CUDA) {
   auto r = ranks(2, "--cuda --out " + dir.path());
   ASSERT_EQ(r[0].status, 0) << r[0].err;
   ASSERT_EQ(r[1].status, 0) << r[1].err;
-  auto s = setup(false, 0.0);
+  auto s = setup(false, 0.0);  // one_process's run, on cuda:0
   DistillTrainer one(s.student, std::make_shared<ModelTeacher>(s.teacher),
                      options("").micro_batches(2).device("cuda:0"));
   one.fit(s.train, &s.eval);
