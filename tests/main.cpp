@@ -1,6 +1,7 @@
-// GoogleTest main. `kdistill_tests --child=train ...` instead runs a small training job, and
-// `--child=cache ...` writes a teacher-logit cache and `--child=malloc ...` reports how glibc
-// served an allocation: the kill and allocator tests start this same executable as their child.
+// GoogleTest main. `kdistill_tests --child=train ...` instead runs a small training job,
+// `--child=cache ...` writes a teacher-logit cache, `--child=stream ...` trains from a cache under
+// a memory limit and `--child=malloc ...` reports how glibc served an allocation: the kill,
+// memory and allocator tests start this same executable as their child.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -14,6 +15,7 @@ int train_child(const std::vector<std::string>& args);
 int cache_child(const std::vector<std::string>& args);
 int malloc_child(const std::vector<std::string>& args);
 int dist_child(const std::vector<std::string>& args);
+int stream_child(const std::vector<std::string>& args);
 }
 
 int main(int argc, char** argv) {
@@ -25,6 +27,9 @@ int main(int argc, char** argv) {
   }
   if (argc > 1 && std::strcmp(argv[1], "--child=dist") == 0) {
     return kdistill::test::dist_child(std::vector<std::string>(argv + 2, argv + argc));
+  }
+  if (argc > 1 && std::strcmp(argv[1], "--child=stream") == 0) {
+    return kdistill::test::stream_child(std::vector<std::string>(argv + 2, argv + argc));
   }
   if (argc > 1 && std::strcmp(argv[1], "--child=malloc") == 0) {
     return kdistill::test::malloc_child(std::vector<std::string>(argv + 2, argv + argc));

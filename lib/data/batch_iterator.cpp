@@ -22,10 +22,30 @@ BatchIterator::BatchIterator(const TensorDataset& dataset, BatchOptions options,
   check(b >= 1 && b <= n, "BatchIterator: batch_size must be in [1, ", n, "] (the data set size), got ", b);
   check(epoch >= 0, "BatchIterator: epoch must be >= 0, got ", epoch);
   num_batches_ = options_.drop_last() ? n / b : (n + b - 1) / b;
-  if (options_.shuffle()) {
-    auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options_.seed(), static_cast<uint64_t>(epoch)));
-    order_ = torch::randperm(n, gen, torch::TensorOptions().dtype(torch::kLong));
+  check(options_.block_rows() >= 0 && options_.window_blocks() >= 1, "BatchIterator: block_rows must be >= 0 and "
+        "window_blocks >= 1, got ", options_.block_rows(), " and ", options_.window_blocks());
+  if (!options_.shuffle()) return;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options_.seed(), static_cast<uint64_t>(epoch)));
+  const auto longs = torch::TensorOptions().dtype(torch::kLong);
+  const int64_t rows = options_.block_rows();
+  if (rows == 0 || rows >= n) {
+    order_ = torch::randperm(n, gen, longs);
+    return;
   }
+  // Blocks in a random order, then the rows of each window of blocks shuffled among themselves.
+  const int64_t blocks = (n + rows - 1) / rows;
+  auto block_order = torch::randperm(blocks, gen, longs);
+  const auto* bo = block_order.data_ptr<int64_t>();
+  std::vector<torch::Tensor> windows;
+  for (int64_t w = 0; w < blocks; w += options_.window_blocks()) {
+    std::vector<torch::Tensor> members;
+    for (int64_t j = w; j < std::min(blocks, w + options_.window_blocks()); ++j) {
+      members.push_back(torch::arange(bo[j] * rows, std::min(n, (bo[j] + 1) * rows), longs));
+    }
+    auto window = torch::cat(members);
+    windows.push_back(window.index_select(0, torch::randperm(window.size(0), gen, longs)));
+  }
+  order_ = torch::cat(windows);
 }
 
 Batch BatchIterator::batch(int64_t i) const { return batch(i, 0, 1); }
@@ -38,8 +58,10 @@ std::pair<int64_t, int64_t> BatchIterator::span(int64_t i, int64_t part, int64_t
   return {i * b + part * len / parts, i * b + (part + 1) * len / parts};
 }
 
-torch::Tensor BatchIterator::indices(int64_t i) const {
-  const auto [start, end] = span(i, 0, 1);
+torch::Tensor BatchIterator::indices(int64_t i) const { return indices(i, 0, 1); }
+
+torch::Tensor BatchIterator::indices(int64_t i, int64_t part, int64_t parts) const {
+  const auto [start, end] = span(i, part, parts);
   return order_.defined() ? order_.narrow(0, start, end - start) : torch::arange(start, end, torch::kLong);
 }
 

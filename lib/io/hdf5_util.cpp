@@ -55,6 +55,12 @@ H5::PredType to_h5(torch::ScalarType t) {
   }
 }
 
+// The file type for `t`: IEEE half for float16, the native type otherwise.
+H5::DataType file_type(torch::ScalarType t) {
+  if (t == torch::kHalf) return half_type();
+  return to_h5(t);
+}
+
 }  // namespace
 
 H5::H5File open_h5(const std::string& who, const std::string& path) {
@@ -178,6 +184,120 @@ int64_t read_int_attr(const std::string& where, const H5::H5Object& obj, const s
   } catch (const H5::Exception& e) {
     fail(where, ": attribute '", name, "' cannot be read: ", e.getDetailMsg());
   }
+}
+
+double read_double_attr(const std::string& where, const H5::H5Object& obj, const std::string& name) {
+  try {
+    check(obj.attrExists(name), where, " has no attribute '", name, "'");
+    auto attr = obj.openAttribute(name);
+    const auto cls = attr.getTypeClass();
+    check((cls == H5T_FLOAT || cls == H5T_INTEGER) && attr.getSpace().getSimpleExtentNpoints() == 1, where,
+          ": attribute '", name, "' must be one number");
+    double v = 0;
+    attr.read(H5::PredType::NATIVE_DOUBLE, &v);
+    return v;
+  } catch (const H5::Exception& e) {
+    fail(where, ": attribute '", name, "' cannot be read: ", e.getDetailMsg());
+  }
+}
+
+ChunkedRows::ChunkedRows(H5::Group& group, const std::string& name, torch::ScalarType dtype,
+                         std::vector<int64_t> row_shape, int64_t rows, int64_t chunk_rows)
+    : name_(name), dtype_(dtype), row_shape_(std::move(row_shape)), rows_(rows), chunk_rows_(chunk_rows) {
+  check(rows >= 1 && chunk_rows >= 1 && chunk_rows <= rows, "ChunkedRows: ", name, ": need 1 <= chunk_rows (",
+        chunk_rows, ") <= rows (", rows, ")");
+  std::vector<hsize_t> dims{static_cast<hsize_t>(rows)}, chunk{static_cast<hsize_t>(chunk_rows)};
+  for (auto d : row_shape_) {
+    check(d >= 1, "ChunkedRows: ", name, ": a row dimension is ", d);
+    dims.push_back(static_cast<hsize_t>(d));
+    chunk.push_back(static_cast<hsize_t>(d));
+  }
+  H5::DSetCreatPropList props;
+  props.setChunk(static_cast<int>(chunk.size()), chunk.data());
+  props.setShuffle();  // bytes of equal significance together: int32 indices below 65536 pack to ~2 bytes
+  props.setDeflate(4);
+  ds_ = group.createDataSet(name, file_type(dtype), H5::DataSpace(static_cast<int>(dims.size()), dims.data()), props);
+}
+
+void ChunkedRows::append(const torch::Tensor& values) {
+  check(values.dim() == static_cast<int64_t>(row_shape_.size()) + 1 && values.sizes().slice(1) == row_shape_,
+        "ChunkedRows: ", name_, ": rows must be [n, ", torch::IntArrayRef(row_shape_), "], got ", values.sizes());
+  check(written_ + pending_rows_ + values.size(0) <= rows_, "ChunkedRows: ", name_, ": more than ", rows_, " rows");
+  if (values.size(0) == 0) return;
+  pending_.push_back(values.detach().to(torch::kCPU, dtype_).contiguous());
+  pending_rows_ += values.size(0);
+  if (pending_rows_ < chunk_rows_) return;
+  auto all = pending_.size() == 1 ? pending_[0] : torch::cat(pending_);
+  const int64_t whole = pending_rows_ / chunk_rows_ * chunk_rows_;
+  write(all.narrow(0, 0, whole));
+  pending_.clear();
+  pending_rows_ -= whole;
+  if (pending_rows_ > 0) pending_.push_back(all.narrow(0, whole, pending_rows_).clone());
+}
+
+void ChunkedRows::finish() {
+  if (pending_rows_ > 0) write(pending_.size() == 1 ? pending_[0] : torch::cat(pending_));
+  pending_.clear();
+  pending_rows_ = 0;
+  check(written_ == rows_, "ChunkedRows: ", name_, ": ", written_, " of ", rows_, " rows were given");
+}
+
+void ChunkedRows::write(const torch::Tensor& rows) {
+  auto v = rows.contiguous();
+  std::vector<hsize_t> start(v.dim(), 0), count(v.sizes().begin(), v.sizes().end());
+  start[0] = static_cast<hsize_t>(written_);
+  H5::DataSpace file_space = ds_.getSpace();
+  file_space.selectHyperslab(H5S_SELECT_SET, count.data(), start.data());
+  H5::DataSpace mem_space(static_cast<int>(count.size()), count.data());
+  ds_.write(v.data_ptr(), file_type(dtype_), mem_space, file_space);
+  written_ += v.size(0);
+}
+
+double ChunkedRows::stored_bytes() const { return static_cast<double>(ds_.getStorageSize()); }
+
+DatasetLayout dataset_layout(const std::string& where, const H5::DataSet& ds) {
+  try {
+    DatasetLayout out;
+    H5::DataSpace space = ds.getSpace();
+    const int rank = space.getSimpleExtentNdims();
+    check(rank >= 1, where, " is a scalar, expected an array");
+    std::vector<hsize_t> dims(static_cast<size_t>(rank));
+    space.getSimpleExtentDims(dims.data());
+    out.shape.assign(dims.begin(), dims.end());
+    out.dtype = to_torch(ds.getDataType(), where);
+    if (out.dtype == torch::kInt8 || out.dtype == torch::kShort) out.dtype = torch::kInt;
+    if (out.dtype == torch::kHalf) out.dtype = torch::kFloat;
+    H5::DSetCreatPropList props = ds.getCreatePlist();
+    if (props.getLayout() == H5D_CHUNKED) {
+      std::vector<hsize_t> chunk(static_cast<size_t>(rank));
+      props.getChunk(rank, chunk.data());
+      out.chunk_rows = static_cast<int64_t>(chunk[0]);
+    }
+    return out;
+  } catch (const H5::Exception& e) {
+    fail(where, " cannot be read: ", e.getDetailMsg());
+  }
+}
+
+torch::Tensor read_rows(const std::string& where, const H5::DataSet& ds, const DatasetLayout& layout, int64_t begin,
+                        int64_t count) {
+  std::vector<int64_t> shape = layout.shape;
+  check(begin >= 0 && count >= 0 && begin + count <= shape[0], where, ": rows [", begin, ", ", begin + count,
+        ") are outside its ", shape[0]);
+  shape[0] = count;
+  auto out = torch::empty(shape, torch::TensorOptions().dtype(layout.dtype));
+  if (out.numel() == 0) return out;
+  try {
+    std::vector<hsize_t> start(shape.size(), 0), dims(shape.begin(), shape.end());
+    start[0] = static_cast<hsize_t>(begin);
+    H5::DataSpace file_space = ds.getSpace();
+    file_space.selectHyperslab(H5S_SELECT_SET, dims.data(), start.data());
+    H5::DataSpace mem_space(static_cast<int>(dims.size()), dims.data());
+    ds.read(out.data_ptr(), to_h5(layout.dtype), mem_space, file_space);
+  } catch (const H5::Exception& e) {
+    fail(where, ": rows [", begin, ", ", begin + count, ") cannot be read: ", e.getDetailMsg());
+  }
+  return out;
 }
 
 }  // namespace kdistill::detail

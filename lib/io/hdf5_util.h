@@ -33,6 +33,47 @@ void write_h5(const std::string& who, const std::string& path, const std::functi
 /// `read_dataset` reads it back as float32.
 H5::DataSet write_dataset(H5::Group& group, const std::string& name, const torch::Tensor& values);
 
+/// A dataset of `rows` rows of shape `row_shape`, filled batch by batch without holding it whole:
+/// chunks of `chunk_rows` rows (byte shuffle, then gzip), each written once, when complete. The
+/// rows of a teacher-logit cache's datasets share their chunking, so a reader takes one chunk
+/// of every dataset together (see `CacheStream`).
+class ChunkedRows {
+ public:
+  /// `dtype`: float16, float32, int32 or int64.
+  ChunkedRows(H5::Group& group, const std::string& name, torch::ScalarType dtype, std::vector<int64_t> row_shape,
+              int64_t rows, int64_t chunk_rows);
+  /// Appends `values` (`[n, row_shape...]`, converted to the dataset's dtype); throws
+  /// kdistill::Error when the shape differs or more than `rows` rows arrive.
+  void append(const torch::Tensor& values);
+  /// Writes the last, partial chunk; throws kdistill::Error unless exactly `rows` rows arrived.
+  void finish();
+  /// The stored (compressed) bytes so far.
+  double stored_bytes() const;
+
+ private:
+  void write(const torch::Tensor& rows);
+  H5::DataSet ds_;
+  std::string name_;
+  torch::ScalarType dtype_;
+  std::vector<int64_t> row_shape_;
+  int64_t rows_ = 0, chunk_rows_ = 0, written_ = 0;
+  std::vector<torch::Tensor> pending_;
+  int64_t pending_rows_ = 0;
+};
+
+/// The shape, the rows per chunk along the first dimension (0 when not chunked) and the torch
+/// dtype `read_rows` gives of dataset `name`; throws kdistill::Error starting with `where`.
+struct DatasetLayout {
+  std::vector<int64_t> shape;
+  int64_t chunk_rows = 0;
+  torch::ScalarType dtype = torch::kFloat;
+};
+DatasetLayout dataset_layout(const std::string& where, const H5::DataSet& ds);
+/// Rows [begin, begin + count) of `ds` as a CPU tensor of `layout.dtype`; HDF5's failures (a
+/// truncated or corrupt chunk) throw kdistill::Error starting with `where`.
+torch::Tensor read_rows(const std::string& where, const H5::DataSet& ds, const DatasetLayout& layout, int64_t begin,
+                        int64_t count);
+
 /// Attributes: a UTF-8 string, a little-endian int64 scalar or vector, an IEEE float64 scalar.
 void write_string_attr(H5::H5Object& obj, const std::string& name, const std::string& value);
 void write_int_attr(H5::H5Object& obj, const std::string& name, int64_t value);
@@ -45,5 +86,7 @@ std::string read_string_attr(const std::string& where, const H5::H5Object& obj, 
 /// The integer attribute `name` of `obj`; throws kdistill::Error starting with `where` when it is
 /// missing or is not one integer.
 int64_t read_int_attr(const std::string& where, const H5::H5Object& obj, const std::string& name);
+/// The numeric attribute `name` of `obj` as a double; throws like `read_int_attr`.
+double read_double_attr(const std::string& where, const H5::H5Object& obj, const std::string& name);
 
 }  // namespace kdistill::detail

@@ -53,6 +53,12 @@ void check_topk_targets(const char* fn, const torch::Tensor& student_logits, con
 /// (`sparse_divergence`'s buckets; k buckets when k = C).
 std::pair<torch::Tensor, torch::Tensor> bucket_log_probs(const torch::Tensor& student_logits,
                                                          const TopKTargets& targets, double t);
+/// Throws `kdistill::Error` naming `fn` unless `targets` fit `student_logits`: shapes, integer
+/// indices in [-1, C), a temperature > 0.
+void check_sampled_targets(const char* fn, const torch::Tensor& student_logits, const SampledTargets& targets);
+/// log softmax(student_logits / T) at the drawn classes `[..., S]` (T: the targets'; padding
+/// reads class 0 and must be weighted 0).
+torch::Tensor sampled_log_q(const torch::Tensor& student_logits, const SampledTargets& targets);
 /// DKD's per-sample TCKD and NCKD `[B]` from softened log-probabilities and targets in [0, C),
 /// without the T^2 factor.
 std::pair<torch::Tensor, torch::Tensor> dkd_parts(const torch::Tensor& log_q, const torch::Tensor& log_p,

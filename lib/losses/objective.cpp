@@ -27,11 +27,28 @@ const torch::Tensor& need_teacher(const StepContext& c, const char* who) {
   return c.teacher_logits;
 }
 
+// A sampled teacher serves only the objectives linear in its distribution (kd, soft_ce, kl).
+void refuse_sampled(const StepContext& c, const char* who) {
+  check(!c.teacher_sampled.indices.defined(), who, ": this objective needs the teacher's whole distribution; a sampled "
+        "cache holds ", c.teacher_sampled.indices.defined() ? c.teacher_sampled.indices.size(-1) : 0,
+        " draws per position, which estimate only kd, soft_ce and the kl divergence (use a dense or top-k cache)");
+}
+
 // Objectives that compare every class refuse a top-k teacher rather than use its stand-in logits.
 void need_dense_teacher(const StepContext& c, const char* who) {
   check(!c.teacher_topk.indices.defined(), who, ": this objective needs the teacher's logits for every class; a top-k "
         "cache keeps ", c.teacher_topk.indices.defined() ? c.teacher_topk.indices.size(-1) : 0, " (use a dense cache "
         "or a live teacher)");
+  refuse_sampled(c, who);
+}
+
+// The sampled targets, after checking that the objective's temperature now is theirs.
+const SampledTargets& sampled_at(const StepContext& c, double t, const char* who) {
+  const double drawn = c.teacher_sampled.temperature;
+  check(std::abs(drawn - t) <= 1e-9 * t, who, ": the sampled cache was drawn at T = ", drawn,
+        " but the objective's temperature is ", t, " at step ", c.progress.step + 1,
+        "; draws estimate the distribution at their own temperature only (kdistill cache-teacher --temperature)");
+  return c.teacher_sampled;
 }
 
 // The student's log-probabilities at T, and the teacher's (`teacher_log_probs`); for a top-k
@@ -44,6 +61,9 @@ std::pair<torch::Tensor, torch::Tensor> softened(const StepContext& c, double t)
 // T^2 * KL(teacher || student) at temperature T, per the objective's reduction.
 torch::Tensor soft_term(const StepContext& c, double temperature) {
   need_teacher(c, "kd");
+  if (c.teacher_sampled.indices.defined()) {
+    return reduce(sampled_kl(c.student_logits, sampled_at(c, temperature, "kd")), c);
+  }
   if (c.member_logits.empty() && !c.sample_weights.defined() && !c.teacher_topk.indices.defined()) {
     return detail::soft_kl(c.student_logits, c.teacher_logits, temperature);  // the fused hot path
   }
@@ -69,6 +89,8 @@ torch::Tensor teacher_log_probs(const StepContext& c, double temperature) {
   need_teacher(c, "teacher_log_probs");
   check(!c.teacher_topk.indices.defined(), "teacher_log_probs: the teacher is a top-k cache: its distribution has k + "
         "1 buckets, not every class (see sparse_divergence)");
+  check(!c.teacher_sampled.indices.defined(), "teacher_log_probs: the teacher is a sampled cache: it holds draws from "
+        "its distribution, not the distribution (see sampled_kl)");
   if (c.member_logits.empty()) return torch::log_softmax(detail::promote(c.teacher_logits.detach()) / temperature, 1);
   check(c.member_weights.size() == c.member_logits.size(), "teacher_log_probs: ", c.member_logits.size(),
         " member logits but ", c.member_weights.size(), " weights");
@@ -110,6 +132,12 @@ SoftTargetCEObjective::SoftTargetCEObjective(double temperature) : Tempered("Sof
 
 std::vector<LossTerm> SoftTargetCEObjective::terms(const StepContext& c) {
   const double t = temperature_at(c.progress);
+  if (c.teacher_sampled.indices.defined()) {
+    const auto& targets = sampled_at(c, t, "soft_ce");
+    auto log_q = detail::sampled_log_q(c.student_logits, targets);
+    auto ce = -(targets.weights.to(log_q.device(), log_q.scalar_type()) * log_q).sum(-1);
+    return {{"soft_ce", reduce(ce, c) * (t * t), 1.0}};
+  }
   auto [log_ps, log_pt] = softened(c, t);
   auto ce = -(log_pt.exp() * log_ps).sum(1);
   return {{"soft_ce", reduce(ce, c) * (t * t), 1.0}};
@@ -122,6 +150,10 @@ DivergenceObjective::DivergenceObjective(DivergenceOptions options)
 
 std::vector<LossTerm> DivergenceObjective::terms(const StepContext& c) {
   const double t = temperature_at(c.progress);
+  if (options_.kind() == "kl" && c.teacher_sampled.indices.defined()) {
+    return {{options_.kind(), reduce(sampled_kl(c.student_logits, sampled_at(c, t, "kl")), c), 1.0}};
+  }
+  refuse_sampled(c, options_.kind().c_str());
   auto [log_q, log_p] = softened(c, t);
   auto d = detail::divergence_from_log_probs(log_q, log_p, options_);
   return {{options_.kind(), reduce(d, c) * (t * t), 1.0}};

@@ -1,5 +1,6 @@
 #include "kdistill/losses/sparse.h"
 
+#include <cmath>
 #include <limits>
 
 #include <torch/torch.h>
@@ -98,6 +99,86 @@ torch::Tensor sparse_divergence(const torch::Tensor& student_logits, const TopKT
   const double t = options.temperature();
   auto [log_q, log_p] = detail::bucket_log_probs(student_logits, targets, t);
   return detail::divergence_from_log_probs(log_q, log_p, options) * (t * t);
+}
+
+SampledTargets sampled_targets(const torch::Tensor& teacher_logits, int64_t samples, double temperature,
+                               at::Generator generator) {
+  const char* fn = "sampled_targets";
+  detail::check_logits(fn, "teacher_logits", teacher_logits, true);
+  detail::check_temperature(fn, temperature);
+  check(samples >= 1, fn, ": samples must be >= 1, got ", samples);
+  torch::NoGradGuard no_grad;
+  const int64_t classes = teacher_logits.size(-1);
+  auto log_p = torch::log_softmax(detail::promote(teacher_logits.detach()).to(torch::kCPU) / temperature, -1)
+                   .reshape({-1, classes});
+  auto draws = torch::multinomial(log_p.exp(), samples, /*replacement=*/true, generator);  // [R, S]
+  // The distinct classes of each row and their counts, without a [R, C] table: sort the draws,
+  // number the runs of equal classes, and count per run.
+  auto sorted = std::get<0>(draws.sort(1));
+  auto first = torch::ones_like(sorted, torch::kBool);
+  if (samples > 1) first.narrow(1, 1, samples - 1).copy_(sorted.narrow(1, 1, samples - 1) != sorted.narrow(1, 0, samples - 1));
+  auto run = first.cumsum(1) - 1;
+  auto counts = torch::zeros({sorted.size(0), samples}, torch::kFloat).scatter_add_(1, run, torch::ones_like(run, torch::kFloat));
+  auto distinct = torch::full_like(sorted, -1).scatter_(1, run, sorted);
+  auto [count, order] = torch::sort(counts, /*stable=*/true, 1, /*descending=*/true);
+  const auto present = count > 0;
+  SampledTargets t;
+  t.indices = torch::where(present, distinct.gather(1, order), torch::full_like(order, -1));
+  t.weights = count / static_cast<double>(samples);
+  t.log_probs = torch::where(present, log_p.gather(1, t.indices.clamp_min(0)), torch::zeros_like(count));
+  t.temperature = temperature;
+  auto batch = teacher_logits.sizes().slice(0, teacher_logits.dim() - 1).vec();
+  t.top1 = log_p.argmax(1).reshape(batch);
+  batch.push_back(samples);
+  t.indices = t.indices.reshape(batch);
+  t.weights = t.weights.reshape(batch);
+  t.log_probs = t.log_probs.reshape(batch);
+  return t;
+}
+
+namespace detail {
+
+void check_sampled_targets(const char* fn, const torch::Tensor& student_logits, const SampledTargets& targets) {
+  const auto& idx = targets.indices;
+  check(idx.defined() && targets.weights.defined() && targets.log_probs.defined(), fn, ": the targets are incomplete");
+  const auto batch = student_logits.sizes().slice(0, student_logits.dim() - 1);
+  check(idx.dim() == student_logits.dim() && idx.sizes().slice(0, idx.dim() - 1) == batch, fn,
+        ": indices must be [..., S] over the student's ", student_logits.sizes(), ", got ", idx.sizes());
+  check(targets.weights.sizes() == idx.sizes() && targets.log_probs.sizes() == idx.sizes(), fn,
+        ": weights and log_probs must have the indices' shape ", idx.sizes(), ", got ", targets.weights.sizes(),
+        " and ", targets.log_probs.sizes());
+  check(!idx.is_floating_point() && !idx.is_complex(), fn, ": indices must be integers, got ", idx.scalar_type());
+  check(targets.temperature > 0 && std::isfinite(targets.temperature), fn, ": the targets' temperature must be > 0, got ",
+        targets.temperature);
+  const int64_t classes = student_logits.size(-1);
+  if (idx.numel() == 0) return;
+  const auto index = idx.to(torch::kLong);
+  check(index.min().item<int64_t>() >= -1 && index.max().item<int64_t>() < classes, fn,
+        ": indices must be in [0, ", classes, ") or -1 (padding)");
+}
+
+torch::Tensor sampled_log_q(const torch::Tensor& student_logits, const SampledTargets& targets) {
+  const double t = targets.temperature;
+  auto log_q = torch::log_softmax(detail::promote(student_logits) / t, -1);
+  return log_q.gather(-1, targets.indices.to(student_logits.device(), torch::kLong).clamp_min(0));
+}
+
+}  // namespace detail
+
+torch::Tensor sampled_kl(const torch::Tensor& student_logits, const SampledTargets& targets) {
+  const char* fn = "sampled_kl";
+  detail::check_logits(fn, "student_logits", student_logits, true);
+  detail::check_sampled_targets(fn, student_logits, targets);
+  auto log_q = detail::sampled_log_q(student_logits, targets);
+  auto w = targets.weights.detach().to(log_q.device(), log_q.scalar_type());
+  auto log_p = targets.log_probs.detach().to(log_q.device(), log_q.scalar_type());
+  const double t = targets.temperature;
+  return (w * (log_p - log_q)).sum(-1) * (t * t);
+}
+
+torch::Tensor sampled_kl_loss(const torch::Tensor& student_logits, const SampledTargets& targets,
+                              const torch::Tensor& mask) {
+  return detail::masked_mean("sampled_kl_loss", sampled_kl(student_logits, targets), mask);
 }
 
 torch::Tensor sparse_divergence_loss(const torch::Tensor& student_logits, const TopKTargets& targets,

@@ -52,10 +52,19 @@ torch::Tensor token_cross_entropy(const torch::Tensor& logits, const torch::Tens
 StepContext token_context(const StepContext& ctx) {
   if (!ctx.student_logits.defined() || ctx.student_logits.dim() != 3) return ctx;
   constexpr const char* fn = "token_context";
-  check(!ctx.teacher_topk.indices.defined(), fn, ": a top-k teacher cache cannot serve sequences yet");
   StepContext out = ctx;
   const auto& y = ctx.targets;
   check_pair(fn, ctx.student_logits, y);
+  // Sparse targets: [B, L, k] per token, [B, L] per position.
+  auto per_token = [&](const torch::Tensor& v) { return select_tokens(v, y); };
+  auto per_position = [&](const torch::Tensor& v) { return select_tokens(v.unsqueeze(2), y).squeeze(1); };
+  if (const auto& t = ctx.teacher_topk; t.indices.defined()) {
+    out.teacher_topk = TopKTargets{per_token(t.indices), per_token(t.log_probs), per_position(t.log_tail)};
+  }
+  if (const auto& t = ctx.teacher_sampled; t.indices.defined()) {
+    out.teacher_sampled = SampledTargets{per_token(t.indices), per_token(t.weights), per_token(t.log_probs),
+                                         t.top1.defined() ? per_position(t.top1) : torch::Tensor(), t.temperature};
+  }
   out.student_logits = select_tokens(ctx.student_logits, y);
   if (ctx.teacher_logits.defined()) {
     check(ctx.teacher_logits.sizes() == ctx.student_logits.sizes(), fn, ": teacher logits ",

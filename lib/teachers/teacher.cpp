@@ -76,8 +76,8 @@ EnsembleTeacher::EnsembleTeacher(std::vector<std::shared_ptr<Teacher>> members, 
   check(!members_.empty(), "EnsembleTeacher: no members");
   for (size_t i = 0; i < members_.size(); ++i) {
     check(members_[i] != nullptr, "EnsembleTeacher: member ", i, " is null");
-    check(members_[i]->top_k() == 0, "EnsembleTeacher: member ", i, " (", members_[i]->describe(),
-          ") keeps only its top ", members_[i]->top_k(), " classes; an ensemble averages dense distributions");
+    check(members_[i]->dense(), "EnsembleTeacher: member ", i, " (", members_[i]->describe(),
+          ") is a sparse cache; an ensemble averages dense distributions");
   }
   if (weights_.empty()) weights_.assign(members_.size(), 1.0);
   check(weights_.size() == members_.size(), "EnsembleTeacher: ", members_.size(), " members but ", weights_.size(),
@@ -126,6 +126,17 @@ torch::Tensor EnsembleTeacher::logits(const torch::Tensor& inputs, const torch::
 
 void EnsembleTeacher::set_precision(Precision precision) {
   for (auto& m : members_) m->set_precision(precision);
+}
+
+int64_t EnsembleTeacher::block_rows() const {
+  for (const auto& m : members_) {
+    if (m->block_rows() > 0) return m->block_rows();
+  }
+  return 0;
+}
+
+void EnsembleTeacher::plan(const torch::Tensor& order) {
+  for (auto& m : members_) m->plan(order);
 }
 
 int64_t EnsembleTeacher::num_parameters() const {

@@ -63,6 +63,7 @@ std::string probe(Model& student, Teacher* teacher, Objective& objective, const 
     ctx.member_weights = std::move(t.member_weights);
     ctx.teacher_features = std::move(t.features);
     ctx.teacher_topk = std::move(t.topk);
+    ctx.teacher_sampled = std::move(t.sampled);
   }
   ctx.targets = train.targets().narrow(0, 0, rows).to(device);
   ctx.all_labelled = train.num_labelled() == train.size();

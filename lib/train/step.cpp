@@ -42,6 +42,7 @@ std::vector<LossTerm> TrainStep::terms_of(const data::Batch& b, const TrainProgr
     ctx.member_weights = std::move(t.member_weights);
     ctx.teacher_features = std::move(t.features);
     ctx.teacher_topk = std::move(t.topk);
+    ctx.teacher_sampled = std::move(t.sampled);
   }
   ctx.targets = b.targets;
   ctx.all_labelled = all_labelled;

@@ -105,6 +105,7 @@ struct DistillTrainer::State {
   // Position: the next batch to run is `batch` of `epoch`; `step` optimizer steps are done.
   int64_t step = 0, epoch = 0, batch = 0;
   int64_t train_size = 0, steps_per_epoch = 0;
+  int64_t block_rows = 0;  // a streamed teacher's: the shuffle is by blocks of rows
   int64_t resumed_from = -1;
   bool resume_attempted = false;
   std::shared_ptr<detail::Checkpoint> checkpoint;  // the one resumed from, until fit() checks it against the data
@@ -148,7 +149,8 @@ void DistillTrainer::write_checkpoint_file(const std::string& path, const torch:
                                                {"steps_per_epoch", st.steps_per_epoch},
                                                {"threads", torch::get_num_threads()},
                                                {"student_bf16", options_.precision().student() == Precision::kBFloat16},
-                                               {"world_size", options_.process_group() ? options_.process_group()->size() : 1}};
+                                               {"world_size", options_.process_group() ? options_.process_group()->size() : 1},
+                                               {"shuffle_block_rows", st.block_rows}};
   detail::write_checkpoint(path, meta, student_, *objective_, optimizer_bytes(*st.optimizer), st.objective_terms,
                            rank_rng);
 }
@@ -217,8 +219,15 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
   if (options_.max_steps() > 0) total = std::min(total, options_.max_steps());
   st.train_size = n;
   st.steps_per_epoch = spe;
+  st.block_rows = teacher_ ? teacher_->block_rows() : 0;
   const bool resumed = st.resumed_from >= 0;
   if (resumed) {
+    const int64_t was_blocks = st.checkpoint->meta.count("shuffle_block_rows") ? st.checkpoint->meta.at("shuffle_block_rows") : 0;
+    check(was_blocks == st.block_rows, fn, ": checkpoint ", st.checkpoint->path, " was written shuffling ",
+          was_blocks > 0 ? "blocks of " + std::to_string(was_blocks) + " rows (a streamed cache)" : std::string("every row"),
+          ", this run shuffles ",
+          st.block_rows > 0 ? "blocks of " + std::to_string(st.block_rows) + " rows (a streamed cache)" : std::string("every row"),
+          ": the rest of the epoch would visit other rows; read the cache as the run that wrote it did");
     const auto& was = st.checkpoint->objective_terms;
     check(was.empty() || was == st.objective_terms, fn, ": checkpoint ", st.checkpoint->path,
           " was written by an objective with the terms [", was, "], this run's has [", st.objective_terms, "]");
@@ -306,7 +315,8 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
                               .batch_size(batch_size)
                               .shuffle(true)
                               .seed(data::mix_seed(options_.seed(), kShuffleStream))
-                              .device(st.device);
+                              .device(st.device)
+                              .block_rows(st.block_rows);
   const bool all_labelled = train.num_labelled() == n;
   detail::TrainStep step(student_, teacher_.get(), *objective_, st.params, options_.precision().student(), st.device);
   step.set_accumulation(options_.micro_batches(), options_.token_reduction());
@@ -329,6 +339,12 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
 
   while (st.epoch < options_.epochs() && st.step < total) {
     data::BatchIterator it(train_dev, batch_opts, st.epoch);
+    if (batch_opts.block_rows() > 0) {
+      // A streamed teacher reads ahead in the order this process will ask for its rows.
+      std::vector<torch::Tensor> plan;
+      for (int64_t i = st.batch; i < spe; ++i) plan.push_back(group ? it.indices(i, rank, world) : it.indices(i));
+      if (!plan.empty()) teacher_->plan(torch::cat(plan));
+    }
     double epoch_seconds = 0, loss_sum = 0;
     std::map<std::string, double> term_sums;
     int64_t epoch_samples = 0, epoch_steps = 0;

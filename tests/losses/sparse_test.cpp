@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
@@ -190,6 +191,126 @@ TEST(SparseDivergence, RefusesBadTargets) {
   EXPECT_THAT(error_of([&] { topk_targets(s, 6); }), HasSubstr("topk_targets: k must be in [1, 5], got 6"));
   EXPECT_THAT(error_of([&] { sparse_divergence(s, good, DivergenceOptions().temperature(0)); }),
               HasSubstr("temperature"));
+}
+
+// Sampled targets: S draws from softmax(t / T), kept as distinct classes with their shares, the
+// teacher's log-probabilities there and its top-1, checked element by element in double.
+TEST(SampledTargets, AreTheDrawsSharesWithTheTeachersLogProbabilities) {
+  torch::manual_seed(1);
+  auto t = torch::randn({5, 9}) * 2;
+  const double T = 2.0;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(11);
+  auto st = sampled_targets(t, 8, T, gen);
+  ASSERT_EQ(st.indices.sizes(), torch::IntArrayRef({5, 8}));
+  ASSERT_EQ(st.top1.sizes(), torch::IntArrayRef({5}));
+  EXPECT_EQ(st.temperature, T);
+  for (int64_t r = 0; r < 5; ++r) {
+    const auto p = softmax(row(t, r), T);
+    double total = 0, last = 1;
+    std::vector<int64_t> seen;
+    for (int64_t j = 0; j < 8; ++j) {
+      const int64_t c = st.indices[r][j].item<int64_t>();
+      const double w = st.weights[r][j].item<double>();
+      if (c < 0) {  // padding, after every drawn class
+        EXPECT_EQ(w, 0);
+        EXPECT_EQ(st.log_probs[r][j].item<double>(), 0);
+        continue;
+      }
+      EXPECT_EQ(std::count(seen.begin(), seen.end(), c), 0) << "class " << c << " kept twice";
+      seen.push_back(c);
+      EXPECT_LE(w, last + 1e-12);  // most drawn first
+      EXPECT_NEAR(w * 8, std::round(w * 8), 1e-6);  // a share of 8 draws
+      EXPECT_NEAR(st.log_probs[r][j].item<double>(), std::log(p[c]), 1e-5);
+      total += w;
+      last = w;
+    }
+    EXPECT_NEAR(total, 1.0, 1e-6);
+    EXPECT_EQ(st.top1[r].item<int64_t>(), std::max_element(p.begin(), p.end()) - p.begin());
+  }
+  // The shares of many draws are the teacher's probabilities (within 5 standard errors).
+  auto many = sampled_targets(t.narrow(0, 0, 1), 20000, T, gen);
+  const auto p = softmax(row(t, 0), T);
+  std::vector<double> share(9, 0.0);
+  for (int64_t j = 0; j < 20000; ++j) {
+    const int64_t c = many.indices[0][j].item<int64_t>();
+    if (c >= 0) share[c] += many.weights[0][j].item<double>();
+  }
+  for (int64_t c = 0; c < 9; ++c) EXPECT_NEAR(share[c], p[c], 5 * std::sqrt(p[c] * (1 - p[c]) / 20000) + 1e-9) << c;
+  // Seeded: the same generator state gives the same draws.
+  auto g1 = at::make_generator<at::CPUGeneratorImpl>(3), g2 = at::make_generator<at::CPUGeneratorImpl>(3);
+  EXPECT_TRUE(torch::equal(sampled_targets(t, 4, 1.0, g1).indices, sampled_targets(t, 4, 1.0, g2).indices));
+}
+
+// The sampled KL over many independent draws: its mean is the dense T^2 KL(p_T || q_T) and the
+// mean of its gradient the dense gradient T (q_T - p_T), both computed in double from the
+// formulas; within 5 standard errors of the draws' own spread.
+TEST(SampledKl, IsUnbiasedForTheDenseKlAndItsGradient) {
+  torch::manual_seed(2);
+  const int64_t C = 7, M = 4000, S = 4;
+  const double T = 2.0;
+  auto s = torch::randn({2, C}, torch::kDouble) * 2, t = torch::randn({2, C}, torch::kDouble) * 3;
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  auto targets = sampled_targets(t.repeat({M, 1}), S, T, gen);  // row m * 2 + r draws for position r
+  auto s_rep = s.repeat({M, 1}).requires_grad_();
+  auto values = sampled_kl(s_rep, targets);
+  values.sum().backward();
+  auto v = values.detach().reshape({M, 2});
+  auto g = s_rep.grad().reshape({M, 2, C});
+  for (int64_t r = 0; r < 2; ++r) {
+    const auto p = softmax(row(t, r), T), q = softmax(row(s, r), T);
+    const double dense = T * T * formulas::kl(p, q);
+    auto vr = v.select(1, r);
+    EXPECT_NEAR(vr.mean().item<double>(), dense, 5 * vr.std().item<double>() / std::sqrt(M)) << r;
+    for (int64_t c = 0; c < C; ++c) {
+      auto gc = g.select(1, r).select(1, c);
+      const double want = T * (q[c] - p[c]);
+      EXPECT_NEAR(gc.mean().item<double>(), want, 5 * gc.std().item<double>() / std::sqrt(M) + 1e-12) << r << "," << c;
+    }
+  }
+  // One draw set alone is not the dense value: the estimate has spread (S = 4 of 7 classes).
+  EXPECT_GT(v.std().item<double>(), 1e-3);
+}
+
+// The gradient of the sampled KL for fixed draws matches central differences, and masked
+// positions drop out of the mean.
+TEST(SampledKl, GradientMatchesFiniteDifferencesAndTheMaskSelects) {
+  torch::manual_seed(3);
+  auto s = torch::randn({3, 6}, torch::kDouble), t = torch::randn({3, 6}, torch::kDouble);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(7);
+  auto targets = sampled_targets(t, 5, 1.5, gen);
+  auto x = s.clone().requires_grad_();
+  sampled_kl(x, targets).sum().backward();
+  const double h = 1e-6;
+  for (int64_t r = 0; r < 3; ++r) {
+    for (int64_t c = 0; c < 6; ++c) {
+      auto up = s.clone(), down = s.clone();
+      up[r][c] += h;
+      down[r][c] -= h;
+      const double fd = (sampled_kl(up, targets).sum().item<double>() - sampled_kl(down, targets).sum().item<double>()) / (2 * h);
+      EXPECT_NEAR(x.grad()[r][c].item<double>(), fd, 1e-6) << r << "," << c;
+    }
+  }
+  auto mask = torch::tensor({1, 0, 1}, torch::kBool);
+  auto per = sampled_kl(s, targets);
+  EXPECT_NEAR(sampled_kl_loss(s, targets, mask).item<double>(), (per[0] + per[2]).item<double>() / 2, 1e-12);
+}
+
+TEST(SampledKl, RefusesBadTargets) {
+  auto s = torch::randn({2, 5});
+  auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+  auto good = sampled_targets(torch::randn({2, 5}), 3, 1.0, gen);
+  auto msg = [&](SampledTargets t) { return error_of([&] { sampled_kl(s, t); }); };
+  auto bad = good;
+  bad.indices = good.indices + 5;
+  EXPECT_THAT(msg(bad), HasSubstr("indices must be in [0, 5) or -1 (padding)"));
+  bad = good;
+  bad.weights = good.weights.narrow(1, 0, 2);
+  EXPECT_THAT(msg(bad), HasSubstr("weights and log_probs must have the indices' shape [2, 3]"));
+  bad = good;
+  bad.temperature = 0;
+  EXPECT_THAT(msg(bad), HasSubstr("temperature must be > 0"));
+  EXPECT_THAT(msg(SampledTargets{}), HasSubstr("the targets are incomplete"));
+  EXPECT_THAT(error_of([&] { sampled_targets(s, 0, 1.0, gen); }), HasSubstr("samples must be >= 1, got 0"));
 }
 
 }  // namespace kdistill::test

@@ -293,10 +293,10 @@ TEST(TopKCache, RefusesWhatItCannotServe) {
   auto ds = toy(30);
   ModelTeacher teacher(Model(mlp(8, {4}, 3)));
   EXPECT_THAT(error_of([&] { cache_teacher_topk(teacher, ds, dir / "x.h5", 4); }),
-              HasSubstr("cache_teacher_topk: k must be in [1, 3] (the classes), got 4"));
+              HasSubstr("cache_teacher: top_k must be in [1, 3] (the classes), got 4"));
   cache_teacher_topk(teacher, ds, dir / "top2.h5", 2);
   auto cached = std::make_shared<CachedTeacher>(dir / "top2.h5");
-  EXPECT_THAT(error_of([&] { EnsembleTeacher e({cached, cached}); }), HasSubstr("keeps only its top 2 classes"));
+  EXPECT_THAT(error_of([&] { EnsembleTeacher e({cached, cached}); }), HasSubstr("(top-2)) is a sparse cache; an ensemble averages dense distributions"));
   torch::manual_seed(3);
   Model s(mlp(8, {8}, 3));
   DistillTrainer dkd(s, cached, TrainerOptions().epochs(1).batch_size(8).progress(false).objective(std::make_shared<DKDObjective>()));
@@ -313,16 +313,16 @@ TEST(TopKCache, RefusesWhatItCannotServe) {
                    "def short(f):\n    t = f['tail_logprob'][()][:-1]; del f['tail_logprob']; f['tail_logprob'] = t\n"
                    "def bigk(f):\n    f.attrs['k'] = 3\n"
                    "def nok(f):\n    del f.attrs['k']\n"
-                   "def fmt(f):\n    f.attrs['format'] = 'sampled'\n"
+                   "def fmt(f):\n    f.attrs['format'] = 'sparse'\n"
                    "for n, e in [('far', far), ('short', short), ('bigk', bigk), ('nok', nok), ('fmt', fmt)]:\n"
                    "    copy(n + '.h5', e)\n");
   if (py.status != 0) GTEST_SKIP() << "python3-h5py is not installed: " << py.err;
   auto load = [&](const std::string& name) { return error_of([&] { CachedTeacher t(dir / name); }); };
   EXPECT_THAT(load("far.h5"), HasSubstr("far.h5:topk_indices must be in [0, 3)"));
-  EXPECT_THAT(load("short.h5"), HasSubstr("short.h5:tail_logprob must be [30], got shape [29]"));
+  EXPECT_THAT(load("short.h5"), HasSubstr("short.h5:tail_logprob has 29 rows but topk_logprobs has 30"));
   EXPECT_THAT(load("bigk.h5"), HasSubstr("bigk.h5:topk_logprobs must be [N, k] with k = 3, got shape [30, 2]"));
   EXPECT_THAT(load("nok.h5"), HasSubstr("nok.h5 has no attribute 'k'"));
-  EXPECT_THAT(load("fmt.h5"), HasSubstr("attribute 'format' must be dense or topk, got \"sampled\""));
+  EXPECT_THAT(load("fmt.h5"), HasSubstr("attribute 'format' must be dense, topk or sampled, got \"sparse\""));
 }
 
 }  // namespace kdistill::test

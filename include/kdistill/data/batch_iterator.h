@@ -30,6 +30,14 @@ struct BatchOptions {
   TORCH_ARG(uint64_t, seed) = 0;
   /// Device the batches are placed on.
   TORCH_ARG(torch::Device, device) = torch::kCPU;
+  /// With shuffling: 0 shuffles every row. B > 0 shuffles for data read from disk in blocks of B
+  /// consecutive rows (a streamed teacher cache): the blocks are put in a random order, then the
+  /// rows of each run of `window_blocks` consecutive blocks of that order are shuffled among
+  /// themselves, so each block is read once per epoch and few blocks are live at a time. Seeded
+  /// like the full shuffle.
+  TORCH_ARG(int64_t, block_rows) = 0;
+  /// Blocks whose rows are mixed together when `block_rows` > 0.
+  TORCH_ARG(int64_t, window_blocks) = 16;
 };
 
 /// Slices a `TensorDataset` into mini-batches of one epoch.
@@ -58,6 +66,8 @@ class BatchIterator {
   Batch batch(int64_t i, int64_t part, int64_t parts) const;
   /// The data-set rows of batch `i` (int64 `[n]`, on the CPU), without gathering them.
   torch::Tensor indices(int64_t i) const;
+  /// The rows of part `part` of `parts` of batch `i` (see `batch(i, part, parts)`).
+  torch::Tensor indices(int64_t i, int64_t part, int64_t parts) const;
 
  private:
   std::pair<int64_t, int64_t> span(int64_t i, int64_t part, int64_t parts) const;

@@ -38,6 +38,11 @@ struct StepContext {
   /// `DivergenceObjective` kinds) compare k + 1 buckets (`sparse_divergence`), and objectives
   /// that need every class (dkd, mse) refuse the step.
   TopKTargets teacher_topk;
+  /// From a `sampled` cache: the teacher's draws (`indices` undefined otherwise). Then
+  /// `teacher_logits` is a stand-in whose argmax is the teacher's top-1, kd, soft_ce and the
+  /// `kl` divergence use the unbiased estimate (`sampled_kl`) at the temperature the draws were
+  /// made at, and every other objective that needs the teacher's distribution refuses the step.
+  SampledTargets teacher_sampled;
   torch::Tensor targets;         ///< int64 `[B]`; -1 marks a sample without a label
   /// float `[B]` per-sample weights (0 masks a sample); undefined: all 1. `DistillTrainer` leaves
   /// it undefined; drivers and objectives that wrap others set it.

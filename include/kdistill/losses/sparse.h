@@ -2,6 +2,7 @@
 
 #include <cstdint>
 
+#include <ATen/core/Generator.h>
 #include <torch/types.h>
 
 #include "kdistill/losses/divergence.h"
@@ -66,6 +67,63 @@ torch::Tensor sparse_divergence(const torch::Tensor& student_logits, const TopKT
 /// `divergence_loss`).
 torch::Tensor sparse_divergence_loss(const torch::Tensor& student_logits, const TopKTargets& targets,
                                      const DivergenceOptions& options = {}, const torch::Tensor& mask = {});
+
+/// A teacher's distribution kept as random draws, as a `sampled` logit cache stores it (Random
+/// Sampling KD, Anshumann et al., ACL 2025, with the teacher itself as the proposal): per
+/// position, S classes drawn with replacement from p_T = softmax(teacher_logits / T), kept once
+/// each with their share of the draws. For `[B, C]` logits the tensors are `[B, S]` (and `[B]`
+/// for `top1`); for `[B, L, C]`, `[B, L, S]` and `[B, L]`.
+///
+/// The draws' empirical distribution w is an unbiased estimate of p_T (E[w_c] = p_T,c), and every
+/// loss linear in p_T inherits it: the forward KL below, its value and its gradient, are unbiased
+/// estimates of the dense ones (the KL's log-probabilities are the teacher's own, stored with the
+/// draws). Top-k is biased instead: it renormalises the head.
+///
+/// Example:
+/// ```
+/// auto gen = at::make_generator<at::CPUGeneratorImpl>(1);
+/// auto targets = kdistill::sampled_targets(teacher_logits, 16, 1.0, gen);
+/// auto loss = kdistill::sampled_kl_loss(student_logits, targets);
+/// ```
+struct SampledTargets {
+  /// The distinct classes drawn `[..., S]` (any integer dtype), most drawn first; -1 pads a row
+  /// with fewer than S distinct classes.
+  torch::Tensor indices;
+  /// Each class's share of the S draws `[..., S]` (0 for padding; a row sums to 1).
+  torch::Tensor weights;
+  /// The teacher's log p_T of those classes `[..., S]` (0 for padding).
+  torch::Tensor log_probs;
+  /// The teacher's most probable class `[...]`: its prediction, which the draws may miss.
+  torch::Tensor top1;
+  /// The temperature T the draws were made at; the loss must use the same.
+  double temperature = 1.0;
+};
+
+/// Draws `samples` classes (S >= 1) per position from softmax(teacher_logits / temperature)
+/// (`[..., C]`, finite) with `generator` (CPU; the draws are made on the CPU), and keeps the
+/// distinct ones with their shares (see `SampledTargets`). Throws `kdistill::Error` for S < 1, a
+/// temperature <= 0, or non-finite logits.
+SampledTargets sampled_targets(const torch::Tensor& teacher_logits, int64_t samples, double temperature,
+                               at::Generator generator);
+
+/// The sampled estimate of T^2 * KL(p_T || softmax(student_logits / T)) per position:
+///
+///   T^2 * sum_i w_i * (log p_T,i - log softmax(student_logits / T)_i)
+///
+/// over the drawn classes i (padding has w = 0). Over the draws its mean is the dense value and
+/// its gradient's mean the dense gradient (`docs/methods.md` gives the variance against S). The
+/// temperature is the targets' own. Returns `[...]`; gradient flows to `student_logits` only.
+/// Throws `kdistill::Error` when the shapes disagree or an index is outside [-1, C).
+///
+/// Example:
+/// ```
+/// auto per_token = kdistill::sampled_kl(student_logits, targets);   // [B, L]
+/// ```
+torch::Tensor sampled_kl(const torch::Tensor& student_logits, const SampledTargets& targets);
+
+/// `sampled_kl` averaged over positions, or over those where `mask` is non-zero.
+torch::Tensor sampled_kl_loss(const torch::Tensor& student_logits, const SampledTargets& targets,
+                              const torch::Tensor& mask = {});
 
 }  // namespace kdistill
 #pragma GCC visibility pop

@@ -26,6 +26,9 @@ struct TeacherOutput {
   /// undefined otherwise). `logits` then holds a dense stand-in (see `CachedTeacher`), and the
   /// divergence objectives use these buckets instead (`sparse_divergence`).
   TopKTargets topk;
+  /// From a `sampled` cache: the teacher's draws (`indices` undefined otherwise); `logits` then
+  /// holds a stand-in whose argmax is the teacher's top-1 (see `CachedTeacher`).
+  SampledTargets sampled;
 };
 
 /// A source of teacher logits for distillation.
@@ -52,6 +55,16 @@ class Teacher {
   virtual int64_t samples() const { return -1; }
   /// k for a teacher that keeps only its top-k classes (a `topk` cache), 0 for a dense one.
   virtual int64_t top_k() const { return 0; }
+  /// Whether `logits` are the teacher's own for every class; false for a sparse (`topk` or
+  /// `sampled`) cache, whose logits are a stand-in.
+  virtual bool dense() const { return top_k() == 0; }
+  /// For a teacher that reads its rows from disk in blocks (a streamed cache), the rows per block;
+  /// 0 otherwise. The trainer then shuffles blocks of rows, and rows within windows of blocks
+  /// (`data::BatchOptions::block_rows`), so that each block is read once per epoch.
+  virtual int64_t block_rows() const { return 0; }
+  /// The rows the trainer will ask for next, in order (this process's share of the rest of the
+  /// epoch): a streamed cache reads ahead in that order. Asking for other rows stays allowed.
+  virtual void plan(const torch::Tensor& order) {}
   /// Whether the teacher can score inputs outside its training set: `samples() < 0`. Evaluation-set
   /// accuracy and agreement are measured only for teachers that can.
   bool runs_on_inputs() const { return samples() < 0; }
@@ -144,6 +157,10 @@ class EnsembleTeacher : public Teacher {
                         const std::vector<std::string>& features = {}) override;
   std::string describe() const override;
   int64_t samples() const override { return samples_; }
+  /// The first streamed member's (the others are read whole or run on the inputs).
+  int64_t block_rows() const override;
+  /// Passed on to every member.
+  void plan(const torch::Tensor& order) override;
   int64_t num_parameters() const override;
   /// Sets every member's precision.
   void set_precision(Precision precision) override;
