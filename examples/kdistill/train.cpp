@@ -1,5 +1,6 @@
 // `kdistill train`, `kdistill cache-teacher` and `kdistill eval`: configured runs, offline
 // teacher logits, and evaluation of saved models.
+#include <cmath>
 #include <cstdlib>
 #include <iostream>
 #include <thread>
@@ -58,7 +59,9 @@ Run add_train(CLI::App& app) {
 Run add_cache_teacher(CLI::App& app) {
   struct Args {
     std::string teacher, data, out, split = "train", device = "cpu", precision = "fp32", format = "dense";
-    int64_t batch_size = 256, top_k = 0;
+    int64_t batch_size = 256, top_k = 0, samples = 0;
+    double temperature = 1.0;
+    uint64_t seed = 0;
     int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   };
   auto a = std::make_shared<Args>();
@@ -72,13 +75,25 @@ Run add_cache_teacher(CLI::App& app) {
   app.add_option("--split", a->split, "train or test")->capture_default_str();
   app.add_option("--device", a->device, "cpu, cuda or cuda:N")->capture_default_str();
   app.add_option("--batch-size", a->batch_size, "Batch size")->capture_default_str()->check(CLI::PositiveNumber);
-  app.add_option("--format", a->format, "dense (every logit) or topk (the top-k log-probabilities and the tail mass)")
+  app.add_option("--format", a->format,
+                 "dense (every logit), topk (the top-k log-probabilities and the tail mass) or sampled (draws from "
+                 "the teacher: an unbiased estimate)")
       ->capture_default_str();
   app.add_option("--top-k", a->top_k, "Classes kept per sample with --format topk");
-  return [a] {
-    check(a->format == "dense" || a->format == "topk", "--format: expected dense or topk, got \"", a->format, "\"");
+  app.add_option("--samples", a->samples, "Classes drawn per sample with --format sampled");
+  auto* temperature = app.add_option("--temperature", a->temperature,
+                                     "With --format sampled: the temperature drawn at (training must use it)");
+  auto* seed = app.add_option("--seed", a->seed, "With --format sampled: the seed of the draws");
+  return [a, temperature, seed] {
+    check(a->format == "dense" || a->format == "topk" || a->format == "sampled",
+          "--format: expected dense, topk or sampled, got \"", a->format, "\"");
     check(a->format == "topk" || a->top_k == 0, "--top-k is for --format topk");
-    check(a->format == "dense" || a->top_k >= 1, "--format topk needs --top-k K (K >= 1)");
+    check(a->format != "topk" || a->top_k >= 1, "--format topk needs --top-k K (K >= 1)");
+    check(a->format == "sampled" || a->samples == 0, "--samples is for --format sampled");
+    check(a->format != "sampled" || a->samples >= 1, "--format sampled needs --samples S (S >= 1)");
+    check(a->format == "sampled" || (temperature->count() == 0 && seed->count() == 0),
+          "--temperature and --seed are for --format sampled");
+    check(a->temperature > 0 && std::isfinite(a->temperature), "--temperature must be > 0, got ", a->temperature);
     const auto device = parse_device(a->device);
     const auto precision = parse_precision(a->precision, "--precision");
     warn_if_bf16_is_slow(precision, device);
@@ -87,10 +102,19 @@ Run add_cache_teacher(CLI::App& app) {
     ModelTeacher teacher(Model::load_torchscript(a->teacher, device));
     teacher.set_precision(precision);
     const auto sha = io::sha256_file(a->teacher);
-    auto info = a->format == "topk" ? cache_teacher_topk(teacher, dataset, a->out, a->top_k, sha, a->batch_size)
-                                    : cache_teacher_logits(teacher, dataset, a->out, sha, a->batch_size);
-    std::cout << fmt::format("wrote {}: {} [{}, {}], {:.1f} bytes per sample, data_sha256 {}\n", a->out,
-                             info.format == "topk" ? fmt::format("top-{} of", info.k) : std::string("logits"),
+    auto info = cache_teacher(teacher, dataset, a->out,
+                              CacheOptions()
+                                  .format(a->format)
+                                  .top_k(a->top_k)
+                                  .samples(a->samples)
+                                  .temperature(a->temperature)
+                                  .seed(a->seed)
+                                  .teacher_sha256(sha)
+                                  .batch_size(a->batch_size));
+    std::string what = "logits";
+    if (info.format == "topk") what = fmt::format("top-{} of", info.k);
+    if (info.format == "sampled") what = fmt::format("{} draws at T = {:g} from", info.draws, info.temperature);
+    std::cout << fmt::format("wrote {}: {} [{}, {}], {:.1f} bytes per sample, data_sha256 {}\n", a->out, what,
                              info.samples, info.classes, info.bytes_per_row, info.data_sha256);
     return 0;
   };

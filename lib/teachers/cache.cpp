@@ -275,7 +275,7 @@ CachedTeacher::CachedTeacher(const std::string& path, CacheReadOptions options) 
   // (A dense cache's decoder needs no class count: it is known once the layouts are.)
   auto stream = std::make_shared<detail::CacheStream>(path, names,
                                                       decoder(where, info_.format, info_.from_probs, info_.classes),
-                                                      options.read_ahead_mb() << 20);
+                                                      options.read_ahead_mb() << 20, options.stream());
   const auto& layouts = stream->layouts();
   check_shapes(where, names, layouts, info_);
   if (info_.format == "dense") info_.classes = layouts[0].shape.back();

@@ -10,7 +10,7 @@
 namespace kdistill::detail {
 
 CacheStream::CacheStream(std::string path, std::vector<std::string> names, BlockDecoder decode,
-                         int64_t read_ahead_bytes)
+                         int64_t read_ahead_bytes, bool aligned)
     : path_(std::move(path)), names_(std::move(names)), decode_(std::move(decode)),
       read_ahead_bytes_(read_ahead_bytes) {
   const std::string who = "CachedTeacher";
@@ -30,7 +30,7 @@ CacheStream::CacheStream(std::string path, std::vector<std::string> names, Block
     check(layout.shape[0] > 0, where, " has no rows");
     check(layout.shape[0] == first.shape[0], where, " has ", layout.shape[0], " rows but ", names_.front(), " has ",
           first.shape[0]);
-    check(layout.chunk_rows == first.chunk_rows, where, " is chunked in blocks of ", layout.chunk_rows, " rows but ",
+    check(!aligned || layout.chunk_rows == first.chunk_rows, where, " is chunked in blocks of ", layout.chunk_rows, " rows but ",
           names_.front(), " in blocks of ", first.chunk_rows,
           " (0: not chunked); a streamed cache needs its datasets chunked alike along the rows");
     std::vector<hsize_t> dims(layout.shape.begin(), layout.shape.end());

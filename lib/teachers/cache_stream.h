@@ -27,9 +27,10 @@ namespace kdistill::detail {
 /// block's first row in the file.
 using BlockDecoder = std::function<void(std::vector<torch::Tensor>& columns, int64_t first_row)>;
 
-/// The datasets `names` of one cache file, read in blocks: a block is the rows of one HDF5 chunk,
-/// and every dataset must be chunked alike along its rows (a cache written by kdistill is), so a
-/// block costs one chunk of each. Unchunked datasets are read in blocks of about 256 KiB.
+/// The datasets `names` of one cache file, read in blocks: a block is the rows of one HDF5 chunk
+/// of the first dataset; when every dataset is chunked alike along its rows (a cache written by
+/// kdistill is), a block costs one chunk of each. Unchunked datasets are read in blocks of about
+/// 256 KiB.
 ///
 /// Memory: at most `read_ahead_bytes` of decoded blocks are held ahead of training, plus the
 /// blocks the current batch needs. `plan(order)` gives the rows in the order they will be asked
@@ -37,9 +38,11 @@ using BlockDecoder = std::function<void(std::vector<torch::Tensor>& columns, int
 /// last. Rows asked for off the plan are read on the spot and not kept.
 class CacheStream {
  public:
-  /// Opens `path` and checks that the datasets exist, have as many rows as each other and share
-  /// their chunking; throws kdistill::Error naming the file and the dataset.
-  CacheStream(std::string path, std::vector<std::string> names, BlockDecoder decode, int64_t read_ahead_bytes);
+  /// Opens `path` and checks that the datasets exist and have as many rows as each other, and
+  /// with `aligned` that they share their chunking (a block read otherwise decompresses parts of
+  /// other chunks again and again); throws kdistill::Error naming the file and the dataset.
+  CacheStream(std::string path, std::vector<std::string> names, BlockDecoder decode, int64_t read_ahead_bytes,
+              bool aligned);
   ~CacheStream();
   CacheStream(const CacheStream&) = delete;
   CacheStream& operator=(const CacheStream&) = delete;

@@ -384,20 +384,25 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
           f);
   }
   if (const auto t = root["teacher"]) {
-    r.keys(t, "teacher", {"torchscript", "cache", "ensemble"});
+    r.keys(t, "teacher", {"torchscript", "cache", "stream", "ensemble"});
     if (t["torchscript"]) c.teacher_torchscript = r.file(t["torchscript"], "teacher.torchscript");
     if (t["cache"]) c.teacher_cache = r.file(t["cache"], "teacher.cache");
+    if (t["stream"]) c.teacher_stream = r.boolean(t["stream"], "teacher.stream");
+    check(!c.teacher_stream || !c.teacher_cache.empty(), origin, ": teacher.stream: is for a cache (teacher: {cache: "
+          "logits.h5, stream: true})");
     check((c.teacher_torchscript.empty() ? 0 : 1) + (c.teacher_cache.empty() ? 0 : 1) + (t["ensemble"] ? 1 : 0) <= 1,
           origin, ": teacher: give either torchscript or cache, not both (or an ensemble alone)");
     if (const auto e = t["ensemble"]) {
       check(e.IsSequence() && e.size() > 0, origin, ": teacher.ensemble: expected a non-empty list of members");
       for (size_t i = 0; i < e.size(); ++i) {
         const auto path = "teacher.ensemble[" + std::to_string(i) + "]";
-        r.keys(e[i], path, {"torchscript", "cache", "weight"});
+        r.keys(e[i], path, {"torchscript", "cache", "stream", "weight"});
         EnsembleMemberConfig m;
         if (e[i]["torchscript"]) m.torchscript = r.file(e[i]["torchscript"], path + ".torchscript");
         if (e[i]["cache"]) m.cache = r.file(e[i]["cache"], path + ".cache");
         check(m.torchscript.empty() != m.cache.empty(), origin, ": ", path, ": give either torchscript or cache");
+        if (e[i]["stream"]) m.stream = r.boolean(e[i]["stream"], path + ".stream");
+        check(!m.stream || !m.cache.empty(), origin, ": ", path, ".stream: is for a cache");
         if (e[i]["weight"]) m.weight = r.number(e[i]["weight"], path + ".weight");
         check(m.weight > 0 && std::isfinite(m.weight), origin, ": ", path, ".weight: must be > 0, got ", m.weight);
         c.teacher_ensemble.push_back(m);
@@ -472,14 +477,17 @@ std::string to_yaml(const RunConfig& c) {
   if (!c.teacher_torchscript.empty() || !c.teacher_cache.empty()) {
     out << YAML::Key << "teacher" << YAML::Value << YAML::BeginMap << YAML::Key
         << (c.teacher_cache.empty() ? "torchscript" : "cache") << YAML::Value
-        << Text{c.teacher_cache.empty() ? c.teacher_torchscript : c.teacher_cache} << YAML::EndMap;
+        << Text{c.teacher_cache.empty() ? c.teacher_torchscript : c.teacher_cache};
+    if (c.teacher_stream) out << YAML::Key << "stream" << YAML::Value << true;
+    out << YAML::EndMap;
   } else if (!c.teacher_ensemble.empty()) {
     out << YAML::Key << "teacher" << YAML::Value << YAML::BeginMap << YAML::Key << "ensemble" << YAML::Value
         << YAML::BeginSeq;
     for (const auto& m : c.teacher_ensemble) {
       out << YAML::Flow << YAML::BeginMap << YAML::Key << (m.cache.empty() ? "torchscript" : "cache") << YAML::Value
-          << Text{m.cache.empty() ? m.torchscript : m.cache} << YAML::Key << "weight" << YAML::Value << m.weight
-          << YAML::EndMap;
+          << Text{m.cache.empty() ? m.torchscript : m.cache};
+      if (m.stream) out << YAML::Key << "stream" << YAML::Value << true;
+      out << YAML::Key << "weight" << YAML::Value << m.weight << YAML::EndMap;
     }
     out << YAML::EndSeq << YAML::EndMap;
   }

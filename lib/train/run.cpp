@@ -261,8 +261,8 @@ std::shared_ptr<Objective> make_objective(const RunConfig& c, Model& student, Te
 
 std::shared_ptr<Teacher> load_teacher(const RunConfig& c, const Data& data, const torch::Device& device,
                                       ordered_json& files) {
-  auto cached = [&](const std::string& path) {
-    auto t = std::make_shared<CachedTeacher>(path);
+  auto cached = [&](const std::string& path, bool stream) {
+    auto t = std::make_shared<CachedTeacher>(path, CacheReadOptions().stream(stream));
     t->check_matches(data.full_train, data.train.num_classes());
     if (data.train.size() == t->samples()) return t;
     // data.validation held out the last samples: the run trains on the cache's first rows.
@@ -275,7 +275,7 @@ std::shared_ptr<Teacher> load_teacher(const RunConfig& c, const Data& data, cons
   }
   if (!c.teacher_cache.empty()) {
     files = file(c.teacher_cache);
-    return cached(c.teacher_cache);
+    return cached(c.teacher_cache, c.teacher_stream);
   }
   if (c.teacher_ensemble.empty()) return nullptr;
   std::vector<std::shared_ptr<Teacher>> members;
@@ -287,7 +287,7 @@ std::shared_ptr<Teacher> load_teacher(const RunConfig& c, const Data& data, cons
     if (m.cache.empty()) {
       members.push_back(std::make_shared<ModelTeacher>(Model::load_torchscript(m.torchscript, device)));
     } else {
-      members.push_back(cached(m.cache));
+      members.push_back(cached(m.cache, m.stream));
     }
     weights.push_back(m.weight);
   }

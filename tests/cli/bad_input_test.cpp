@@ -249,7 +249,37 @@ const std::vector<Case>& catalogue() {
        1, "--format topk needs --top-k K"},
       {"cache-teacher in an unknown format", true, [](auto& d, auto& fx) {
          return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --format sparse"; },
-       1, "--format: expected dense or topk, got \"sparse\""},
+       1, "--format: expected dense, topk or sampled, got \"sparse\""},
+      {"cache-teacher sampled without --samples", true, [](auto& d, auto& fx) {
+         return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --format sampled"; },
+       1, "--format sampled needs --samples S (S >= 1)"},
+      {"cache-teacher --temperature for a dense cache", true, [](auto& d, auto& fx) {
+         return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --temperature 2"; },
+       1, "--temperature and --seed are for --format sampled"},
+      {"kd at another temperature than the sampled cache's", true, [](auto& d, auto& fx) {
+         ModelTeacher teacher(Model::load_torchscript(fx + "/teacher.pt"));
+         cache_teacher(teacher, data::load_hdf5(fx + "/train.h5", "x", "y"), d + "/s8.h5",
+                       CacheOptions().format("sampled").samples(8));
+         return edited(d, fx, "teacher: {torchscript: " + fx + "/teacher.pt}",
+                       "teacher: {cache: " + d + "/s8.h5, stream: true}\nloss: {kind: kd, temperature: 4}"); },
+       1, "kd: the sampled cache was drawn at T = 1 but the objective's temperature is 4"},
+      {"a streamed top-k cache chunked unlike its datasets", true, [](auto& d, auto& fx) {
+         ModelTeacher teacher(Model::load_torchscript(fx + "/teacher.pt"));
+         cache_teacher_topk(teacher, data::load_hdf5(fx + "/train.h5", "x", "y"), d + "/top2.h5", 2);
+         python("import h5py\nsrc = h5py.File('" + d + "/top2.h5', 'r')\n"
+                "with h5py.File('" + d + "/mis.h5', 'w') as f:\n"
+                "    for k in src:\n"
+                "        f.create_dataset(k, data=src[k][()], chunks=((5,) if k == 'topk_indices' else (7,)) + src[k].shape[1:])\n"
+                "    for k in src.attrs: f.attrs[k] = src.attrs[k]\n");
+         return edited(d, fx, "teacher: {torchscript: " + fx + "/teacher.pt}", "teacher: {cache: " + d + "/mis.h5, stream: true}"); },
+       1, "mis.h5:topk_indices is chunked in blocks of 5 rows but topk_logprobs in blocks of 7"},
+      {"a truncated sampled cache", true, [](auto& d, auto& fx) {
+         ModelTeacher teacher(Model::load_torchscript(fx + "/teacher.pt"));
+         cache_teacher(teacher, data::load_hdf5(fx + "/train.h5", "x", "y"), d + "/s8.h5",
+                       CacheOptions().format("sampled").samples(8));
+         fs::resize_file(d + "/s8.h5", fs::file_size(d + "/s8.h5") * 3 / 4);
+         return edited(d, fx, "teacher: {torchscript: " + fx + "/teacher.pt}", "teacher: {cache: " + d + "/s8.h5, stream: true}"); },
+       1, "s8.h5"},
       {"cache-teacher topk above the classes", true, [](auto& d, auto& fx) {
          return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --format topk --top-k 4"; },
        1, "k must be in [1, 3] (the classes), got 4"},

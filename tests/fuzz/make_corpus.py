@@ -102,6 +102,37 @@ def write_hdf5():
     with h5py.File(out("hdf5", "probs.h5"), "w") as f:
         f.create_dataset("probs", data=probs.astype(np.float64))
     write_topk_cache(logits)
+    write_sampled_cache(logits)
+
+
+def write_sampled_cache(logits):
+    """4 draws per sample from the same logits, laid out as cache-teacher --format sampled writes it."""
+    rng = np.random.default_rng(3)
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    n, s = len(p), 4
+    idx = np.full((n, s), -1, np.int32)
+    w = np.zeros((n, s), np.float16)
+    lp = np.zeros((n, s), np.float16)
+    for r in range(n):
+        classes, counts = np.unique(rng.choice(3, size=s, p=p[r]), return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        m = len(classes)
+        idx[r, :m] = classes[order]
+        w[r, :m] = counts[order] / s
+        lp[r, :m] = np.log(p[r, classes[order]])
+    with h5py.File(out("hdf5", "sampled.h5"), "w") as f:
+        for name, data in (("sampled_indices", idx), ("sampled_weights", w), ("sampled_logprobs", lp)):
+            f.create_dataset(name, data=data, chunks=(2, s), compression="gzip", shuffle=True)
+        f.create_dataset("top1_index", data=p.argmax(1).astype(np.int32), chunks=(2,), compression="gzip")
+        for key in ("teacher_sha256", "data_sha256"):
+            f.attrs[key] = "0" * 64
+        f.attrs["kdistill_version"] = "0.1.0"
+        f.attrs["format"] = "sampled"
+        f.attrs["draws"] = np.int64(s)
+        f.attrs["temperature"] = 1.0
+        f.attrs["seed"] = np.int64(3)
+        f.attrs["classes"] = np.int64(3)
+        f.attrs["bytes_per_row"] = 30.0
 
 
 def write_topk_cache(logits):

@@ -125,6 +125,36 @@ def test_topk_cache_from_python_matches_pytorch_and_trains(tabular, run_config, 
     assert accuracy(os.path.join(r["output_dir"], "student.pt"), tabular["x_test"], tabular["y_test"]) > 0.8
 
 
+def test_sampled_cache_from_python_holds_draws_and_trains_streamed(tabular, run_config, tmp_path):
+    h5py = pytest.importorskip("h5py")
+    cache = tmp_path / "s32.h5"
+    info = kdistill.cache_teacher(str(tabular["teacher"]), f"hdf5:{tabular['train']}", str(cache), format="sampled",
+                                  samples=32, temperature=2.0, seed=4)
+    assert info["format"] == "sampled" and info["draws"] == 32 and info["temperature"] == 2.0
+    # The teacher's log-probabilities at T = 2, computed here in PyTorch, at the classes drawn.
+    with torch.no_grad():
+        logits = torch.jit.load(str(tabular["teacher"]))(tabular["x_train"])
+    logp = torch.log_softmax(logits / 2, 1)
+    with h5py.File(cache, "r") as f:
+        assert f.attrs["format"] in ("sampled", b"sampled") and int(f.attrs["draws"]) == 32
+        idx = torch.from_numpy(f["sampled_indices"][...]).long()
+        w = torch.from_numpy(f["sampled_weights"][...].astype("float32"))
+        lp = torch.from_numpy(f["sampled_logprobs"][...].astype("float32"))
+        top1 = torch.from_numpy(f["top1_index"][...]).long()
+    drawn = idx >= 0
+    torch.testing.assert_close(w.sum(1), torch.ones(len(w)))
+    assert torch.all((w * 32 - (w * 32).round()).abs() < 1e-3)  # shares of 32 draws
+    torch.testing.assert_close(lp[drawn], logp.gather(1, idx.clamp(min=0))[drawn], rtol=2e-3, atol=2e-3)
+    assert torch.equal(top1, logits.argmax(1))
+    with pytest.raises(kdistill.Error, match="samples is for format sampled"):
+        kdistill.cache_teacher(str(tabular["teacher"]), f"hdf5:{tabular['train']}", str(tmp_path / "x.h5"), samples=4)
+
+    run_config["teacher"] = {"cache": str(cache), "stream": True}
+    run_config["loss"] = {"kind": "kd", "temperature": 2.0, "alpha": 0.7}
+    r = kdistill.train(run_config)
+    assert accuracy(os.path.join(r["output_dir"], "student.pt"), tabular["x_test"], tabular["y_test"]) > 0.8
+
+
 def test_cache_teacher_from_a_script_module(tabular, tmp_path):
     teacher = torch.jit.load(str(tabular["teacher"]))
     teacher.train()

@@ -275,4 +275,24 @@ TEST(Config, TeacherEnsemble) {
               HasSubstr("teacher.ensemble: expected a non-empty list"));
 }
 
+// `stream: true` reads a cache block by block; it survives to_yaml, and is refused for a live teacher.
+TEST(Config, StreamedCache) {
+  const std::string base = "student: {torchscript: s.pt}\noutput: o\n";
+  auto c = parse_config(base + "teacher: {cache: big.h5, stream: true}\n", "run.yaml", "/b");
+  EXPECT_EQ(c.teacher_cache, "/b/big.h5");
+  EXPECT_TRUE(c.teacher_stream);
+  EXPECT_TRUE(parse_config(to_yaml(c), "again", "/b").teacher_stream);
+  EXPECT_FALSE(parse_config(base + "teacher: {cache: big.h5}\n", "run.yaml", "/b").teacher_stream);
+  auto e = parse_config(base + "teacher: {ensemble: [{cache: b.h5, stream: true}, {torchscript: a.pt}]}\n", "run.yaml",
+                        "/b");
+  EXPECT_TRUE(e.teacher_ensemble[0].stream);
+  EXPECT_FALSE(e.teacher_ensemble[1].stream);
+  EXPECT_EQ(to_yaml(parse_config(to_yaml(e), "again", "/b")), to_yaml(e));
+  EXPECT_THAT(config_error(base + "teacher: {torchscript: t.pt, stream: true}\n"),
+              HasSubstr("teacher.stream: is for a cache"));
+  EXPECT_THAT(config_error(base + "teacher: {ensemble: [{torchscript: a.pt, stream: true}]}\n"),
+              HasSubstr("teacher.ensemble[0].stream: is for a cache"));
+  EXPECT_THAT(config_error(base + "teacher: {cache: big.h5, stream: often}\n"), HasSubstr("teacher.stream"));
+}
+
 }  // namespace kdistill::test

@@ -54,6 +54,7 @@ struct ObjectiveConfig {
 struct EnsembleMemberConfig {
   std::string torchscript;
   std::string cache;
+  bool stream = false;  ///< read the cache block by block (`CacheReadOptions::stream`)
   double weight = 1.0;
 };
 
@@ -63,7 +64,7 @@ struct EnsembleMemberConfig {
 /// ```
 /// seed: 0
 /// data: {format: idx, path: /usr/share/datasets/fashion-mnist}
-/// teacher: {torchscript: teacher.pt}      # or {cache: logits.h5}; omit for a labels-only baseline
+/// teacher: {torchscript: teacher.pt}      # or {cache: logits.h5, stream: false}; omit for a labels-only baseline
 /// student: {torchscript: student.pt}
 /// loss: {kind: kd, temperature: 4.0, alpha: 0.9}
 /// train: {epochs: 10, batch_size: 128, optimizer: sgd, lr: 0.05, schedule: cosine}
@@ -76,6 +77,7 @@ struct RunConfig {
   DataConfig data;
   std::string teacher_torchscript;  ///< a TorchScript teacher, or
   std::string teacher_cache;        ///< an HDF5 logit cache; neither: train from labels alone
+  bool teacher_stream = false;      ///< `teacher: {cache: ..., stream: true}`: read it block by block
   std::vector<EnsembleMemberConfig> teacher_ensemble;  ///< or a weighted ensemble of both kinds
   std::string student_torchscript;  ///< the untrained TorchScript student (required)
   std::string loss_kind = "kd";     ///< the mapping form's kind
