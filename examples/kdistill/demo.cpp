@@ -245,6 +245,9 @@ Run add_demo(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--divergence", lm->divergence, "lm: the soft term, kl (Hinton's KD), reverse_kl, jsd, tvd, skew_kl "
                  "or skew_reverse_kl")->capture_default_str();
+  app.add_option("--teacher-cache", lm->teacher_cache,
+                 "lm: distil from a cache of the teacher's outputs instead of the live teacher: dense, topk:K or "
+                 "sampled:S (written to a temporary file; streamed back beyond 1 GiB)");
   app.add_option("--new-tokens", lm->new_tokens, "lm: bytes generated per timed generation")
       ->capture_default_str()->check(CLI::Range(1, 100000));
   app.add_option("--data", a->data, "MNIST-family directory (IDX files, .gz or plain)")->capture_default_str();
@@ -279,7 +282,7 @@ Run add_demo(CLI::App& app) {
   return [a, lm, task, &app] {
     const auto given = [&](const char* name) { return app.count(name) > 0; };
     if (*task == "lm") return run_lm_demo(lm_args(*a, *lm, given));
-    for (const char* lm_only : {"--length", "--max-bytes", "--new-tokens", "--divergence"}) {
+    for (const char* lm_only : {"--length", "--max-bytes", "--new-tokens", "--divergence", "--teacher-cache"}) {
       check(!given(lm_only), "demo: ", lm_only, " is for the language-model demo only (--task lm)");
     }
     return run_demo(*a);

@@ -3,11 +3,15 @@
 // the same seed, initialisation and steps: from the text alone, and from the teacher's next-byte
 // distributions. Whole files are held out as the test text. Prints bits per byte, agreement with
 // the teacher, generation speed and the speed-up.
+#include <unistd.h>
+
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <iostream>
 
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 #include <torch/torch.h>
 
@@ -51,6 +55,27 @@ TrainerOptions lm_options(const LmDemoArgs& a, int64_t epochs, double lr) {
 
 double bits(const metrics::Evaluation& e) { return e.nll / std::log(2.0); }
 
+// `--teacher-cache`: "dense", "topk:K" or "sampled:S" as cache options; throws naming the flag.
+CacheOptions cache_options(const std::string& spec) {
+  const auto colon = spec.find(':');
+  const auto kind = spec.substr(0, colon);
+  const auto number = colon == std::string::npos ? std::string() : spec.substr(colon + 1);
+  const bool counted = kind == "topk" || kind == "sampled";
+  check((kind == "dense" && number.empty()) || (counted && !number.empty()), "demo --task lm: --teacher-cache must be "
+        "dense, topk:K or sampled:S, got \"", spec, "\"");
+  if (kind == "dense") return CacheOptions();
+  int64_t n = 0;
+  try {
+    size_t used = 0;
+    n = std::stoll(number, &used);
+    check(used == number.size(), "");
+  } catch (const std::exception&) {
+    fail("demo --task lm: --teacher-cache: ", number, " is not a whole number");
+  }
+  check(n >= 1, "demo --task lm: --teacher-cache: ", kind, " needs a count >= 1, got ", n);
+  return kind == "topk" ? CacheOptions().format("topk").top_k(n) : CacheOptions().format("sampled").samples(n);
+}
+
 }  // namespace
 
 int run_lm_demo(const LmDemoArgs& a) {
@@ -69,6 +94,9 @@ int run_lm_demo(const LmDemoArgs& a) {
           " must be a language model, transformer:DIM,LAYERS,HEADS or gru:HIDDEN[,LAYERS], got \"", spec, "\"");
   }
   const auto device = parse_device(a.device);
+  const auto cache_opts = a.teacher_cache.empty() ? CacheOptions() : cache_options(a.teacher_cache);
+  check(cache_opts.format() != "sampled" || a.divergence == "kl", "demo --task lm: --teacher-cache ", a.teacher_cache,
+        " estimates the kl divergence only, not --divergence ", a.divergence);
   if (!a.report.empty()) {
     const auto dir = fs::absolute(a.report).parent_path();
     check(fs::is_directory(dir), "demo: --report: directory ", dir.string(), " does not exist");
@@ -134,8 +162,42 @@ int run_lm_demo(const LmDemoArgs& a) {
     if (a.alpha < 1) objective->add("ce", std::make_shared<CrossEntropyObjective>(), 1 - a.alpha);
     kd_options.objective(objective);
   }
-  DistillTrainer k(kd_student, std::make_shared<ModelTeacher>(teacher), kd_options);
+  std::shared_ptr<Teacher> kd_teacher = std::make_shared<ModelTeacher>(teacher);
+  nlohmann::ordered_json cache_record;
+  struct RemovedAtExit {
+    std::string path;
+    ~RemovedAtExit() {
+      std::error_code ec;
+      if (!path.empty()) fs::remove(path, ec);
+    }
+  } cache_file;
+  if (!a.teacher_cache.empty()) {
+    // The teacher's outputs over the training windows, written once and streamed back.
+    cache_file.path = (fs::temp_directory_path() / ("kdistill-lm-cache-" + std::to_string(::getpid()) + ".h5")).string();
+    const auto& cache_path = cache_file.path;
+    const auto t0 = std::chrono::steady_clock::now();
+    auto opts = cache_opts;
+    auto info = cache_teacher(*kd_teacher, train, cache_path, opts.temperature(a.temperature).batch_size(64));
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double per_token = info.bytes_per_row / static_cast<double>(a.length);
+    cache_record = {{"spec", a.teacher_cache},
+                    {"bytes_per_token", per_token},
+                    {"dense_float32_bytes_per_token", 4 * 256},
+                    {"write_seconds", seconds}};
+    logger()->info("teacher cache {}: {:.1f} bytes per token ({:.1f}% of dense float32), written in {:.1f} s",
+                   a.teacher_cache, per_token, 100 * per_token / (4 * 256), seconds);
+    // Read whole when it fits easily (the student then sees the live run's order), streamed otherwise.
+    const int64_t width = info.format == "topk" ? info.k : info.draws;
+    const double decoded = static_cast<double>(info.samples * a.length) *
+                           (info.format == "dense" ? 4.0 * static_cast<double>(info.classes) : 16.0 * width + 8);
+    const bool stream = decoded > static_cast<double>(int64_t{1} << 30);
+    cache_record["streamed"] = stream;
+    logger()->info("teacher cache: {:.0f} MB decoded, {}", decoded / (1 << 20), stream ? "streamed" : "read whole");
+    kd_teacher = std::make_shared<CachedTeacher>(cache_path, CacheReadOptions().stream(stream));
+  }
+  DistillTrainer k(kd_student, kd_teacher, kd_options);
   auto kd_result = k.fit(train);
+  kd_teacher.reset();  // closes the cache before it is removed
 
   bench::Report report;
   report.device = a.device;
@@ -187,7 +249,9 @@ int run_lm_demo(const LmDemoArgs& a) {
       kd.bits_per_byte, 100 * (kd.agreement - sc.agreement), kd.generation.front().method, a.new_tokens, a.prompt,
       kd.tokens_per_s / t.tokens_per_s, 100.0 * static_cast<double>(kd.params) / static_cast<double>(t.params));
   if (!a.report.empty()) {
-    io::atomic_write_string(a.report, bench::to_json(report));
+    auto json = nlohmann::ordered_json::parse(bench::to_json(report));
+    if (!cache_record.empty()) json["teacher_cache"] = cache_record;
+    io::atomic_write_string(a.report, json.dump(2) + "\n");
     std::cout << "report written to " << a.report << "\n";
   }
   return 0;

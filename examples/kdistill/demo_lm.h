@@ -31,6 +31,10 @@ struct LmDemoArgs {
   std::string report;
   std::string teacher_weights;
   int64_t max_bytes = 0;  ///< 0: all the text
+  /// Empty: the distilled student learns from the live teacher. "dense", "topk:K" or "sampled:S":
+  /// from a cache of the teacher's outputs over the training windows, in a temporary file (read whole
+  /// up to 1 GiB decoded, streamed beyond).
+  std::string teacher_cache;
   int64_t prompt = 32, new_tokens = 64, runs = 3;
 };
 

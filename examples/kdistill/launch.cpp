@@ -169,6 +169,7 @@ int launch_workers(int nproc) {
   }
 
   int failed = -1, left = nproc;
+  std::vector<int> failures;  // in the order the launcher saw them end
   while (left > 0) {
     std::vector<pollfd> polls;
     for (auto& w : workers) {
@@ -192,10 +193,13 @@ int launch_workers(int nproc) {
         w.status = status;
         w.drain();
         --left;
-        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0) && failed < 0) {
-          failed = r;  // the first to fail; the others' errors follow from it
-          for (auto& o : workers) {
-            if (o.pid > 0) ::kill(o.pid, SIGTERM);
+        if (!(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
+          failures.push_back(r);
+          if (failed < 0) {
+            failed = r;
+            for (auto& o : workers) {
+              if (o.pid > 0) ::kill(o.pid, SIGTERM);
+            }
           }
         }
       }
@@ -204,6 +208,16 @@ int launch_workers(int nproc) {
     if (pid < 0 && errno == ECHILD) break;
   }
   if (failed < 0) return 0;
+  // The cause, not its echo: workers that end together are reaped in any order, and a peer's
+  // collective fails when the cause stops ("rank R stopped, or did not arrive"). Prefer a worker
+  // that failed by itself.
+  for (int r : failures) {
+    const auto& w = workers[r];
+    if (WIFEXITED(w.status) && w.error.find("stopped, or did not arrive") == std::string::npos) {
+      failed = r;
+      break;
+    }
+  }
   const auto& w = workers[failed];
   std::cerr << "error: worker rank " << failed << " of " << nproc << " " << how_it_ended(w.status)
             << (w.error.empty() ? "" : ": " + w.error) << "; the other workers were stopped\n";

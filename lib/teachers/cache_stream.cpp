@@ -145,6 +145,21 @@ void CacheStream::plan(const torch::Tensor& order) {
   cv_.notify_all();
 }
 
+bool CacheStream::follows_plan(const torch::Tensor& idx) {
+  const int64_t n = idx.numel(), total = order_.defined() ? order_.numel() : 0;
+  if (n == 0 || cursor_ + n > total) return n == 0 && order_.defined();
+  // Rows the trainer skipped (a micro-batch of padding alone asks for nothing) move the cursor on.
+  const auto* o = order_.data_ptr<int64_t>();
+  const int64_t first = idx.data_ptr<int64_t>()[0];
+  for (int64_t p = cursor_; p + n <= total && p < cursor_ + kMaxSkip; ++p) {
+    if (o[p] == first && torch::equal(order_.narrow(0, p, n), idx)) {
+      cursor_ = p;
+      return true;
+    }
+  }
+  return false;
+}
+
 std::vector<torch::Tensor> CacheStream::gather(const torch::Tensor& indices) {
   auto idx = indices.to(torch::kCPU, torch::kLong).contiguous();
   check(idx.dim() == 1, "CachedTeacher: ", path_, ": rows must be 1-D, got shape ", idx.sizes());
@@ -159,8 +174,7 @@ std::vector<torch::Tensor> CacheStream::gather(const torch::Tensor& indices) {
   std::vector<std::shared_ptr<const Block>> blocks;
   {
     std::unique_lock<std::mutex> lock(m_);
-    const bool on_plan = order_.defined() && cursor_ + n <= order_.numel() &&
-                         torch::equal(order_.narrow(0, cursor_, n), idx);
+    const bool on_plan = follows_plan(idx);
     for (int64_t j = 0; j < needed.numel(); ++j) {
       const int64_t b = nb[j];
       cv_.wait(lock, [&] { return error_ || loaded_.count(b) != 0 || in_flight_ != b; });

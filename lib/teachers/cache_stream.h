@@ -35,7 +35,8 @@ using BlockDecoder = std::function<void(std::vector<torch::Tensor>& columns, int
 /// Memory: at most `read_ahead_bytes` of decoded blocks are held ahead of training, plus the
 /// blocks the current batch needs. `plan(order)` gives the rows in the order they will be asked
 /// for; a background thread then reads blocks in order of first use and drops each after its
-/// last. Rows asked for off the plan are read on the spot and not kept.
+/// last. Rows asked for off the plan are read on the spot and not kept; rows of the plan never
+/// asked for (up to 65,536 in a row) are skipped.
 class CacheStream {
  public:
   /// Opens `path` and checks that the datasets exist and have as many rows as each other, and
@@ -75,6 +76,10 @@ class CacheStream {
   void run();
   void insert(int64_t b, std::shared_ptr<const Block> block);  // with m_ held
   void evict();                                                 // with m_ held
+  /// Whether `idx` (contiguous int64) is the plan's next rows, at most kMaxSkip rows on from the
+  /// cursor, which it then moves to them; with m_ held.
+  bool follows_plan(const torch::Tensor& idx);
+  static constexpr int64_t kMaxSkip = 1 << 16;
 
   std::string path_;
   std::vector<std::string> names_;

@@ -219,7 +219,9 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
   if (options_.max_steps() > 0) total = std::min(total, options_.max_steps());
   st.train_size = n;
   st.steps_per_epoch = spe;
-  st.block_rows = teacher_ ? teacher_->block_rows() : 0;
+  // A streamed teacher's blocks set the shuffle; one block of every row shuffles as rows do.
+  const int64_t teacher_blocks = teacher_ ? teacher_->block_rows() : 0;
+  st.block_rows = teacher_blocks < n ? teacher_blocks : 0;
   const bool resumed = st.resumed_from >= 0;
   if (resumed) {
     const int64_t was_blocks = st.checkpoint->meta.count("shuffle_block_rows") ? st.checkpoint->meta.at("shuffle_block_rows") : 0;
@@ -339,7 +341,7 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
 
   while (st.epoch < options_.epochs() && st.step < total) {
     data::BatchIterator it(train_dev, batch_opts, st.epoch);
-    if (batch_opts.block_rows() > 0) {
+    if (teacher_blocks > 0) {
       // A streamed teacher reads ahead in the order this process will ask for its rows.
       std::vector<torch::Tensor> plan;
       for (int64_t i = st.batch; i < spe; ++i) plan.push_back(group ? it.indices(i, rank, world) : it.indices(i));

@@ -141,6 +141,13 @@ const std::vector<Case>& catalogue() {
       {"lm demo: image spec for the teacher", false, [](auto& d, auto&) { return "demo --task lm --data " + text_dir(d) +
                                                                           " --teacher mlp:8"; },
        1, "--teacher must be a language model, transformer:DIM,LAYERS,HEADS or gru:HIDDEN[,LAYERS], got \"mlp:8\""},
+      {"lm demo: a teacher cache without its count", false, [](auto& d, auto&) { return "demo --task lm --data " + text_dir(d) +
+         " --teacher-cache topk"; }, 1, "--teacher-cache must be dense, topk:K or sampled:S, got \"topk\""},
+      {"lm demo: sampled cache with another divergence", false, [](auto& d, auto&) { return "demo --task lm --data " +
+         text_dir(d) + " --teacher-cache sampled:8 --divergence jsd"; }, 1,
+       "--teacher-cache sampled:8 estimates the kl divergence only, not --divergence jsd"},
+      {"image demo: a teacher cache", false, [](auto&, auto&) { return "demo --teacher-cache dense"; }, 1,
+       "demo: --teacher-cache is for the language-model demo only (--task lm)"},
       {"lm demo: unknown divergence", false, [](auto& d, auto&) { return "demo --task lm --data " + text_dir(d) +
                                                                     " --divergence kl2"; },
        1, "--divergence: divergence: kind must be kl, reverse_kl, jsd, tvd, skew_kl or skew_reverse_kl, got \"kl2\""},

@@ -64,6 +64,33 @@ TEST(CliLm, DemoTrainsTheThreeModelsReportsBitsPerByteAndReusesItsTeacher) {
   EXPECT_THAT(again.out, HasSubstr("Distillation (reverse_kl) vs text alone"));
   auto k = nlohmann::json::parse(io::read_file(dir / "again.json"));
   EXPECT_EQ(k["models"]["teacher"]["bits_per_byte"], j["models"]["teacher"]["bits_per_byte"]);
+
+  // Distilled from a cache of the same (reloaded) teacher: dense, read whole, lands where the live
+  // teacher does; top-4 records its bytes per token.
+  // (Reports and caches go outside the text directory, which the demo reads whole.)
+  TempDir out;
+  auto live = cli(args + " --report " + (out / "live.json"));
+  ASSERT_EQ(live.status, 0) << live.err;
+  auto l = nlohmann::json::parse(io::read_file(out / "live.json"));
+  std::filesystem::create_directory(out / "cache_tmp");  // where the caches go, and must not stay
+  auto cached = [&](const std::string& extra) {
+    return run("TMPDIR=" + (out / "cache_tmp") + " " + KDISTILL_CLI + " " + args + extra);
+  };
+  auto dense = cached(" --teacher-cache dense --report " + (out / "dense.json"));
+  ASSERT_EQ(dense.status, 0) << dense.err;
+  EXPECT_THAT(dense.err, HasSubstr("teacher cache dense: "));
+  auto d = nlohmann::json::parse(io::read_file(out / "dense.json"));
+  EXPECT_NEAR(d["models"]["student_kd"]["bits_per_byte"].get<double>(),
+              l["models"]["student_kd"]["bits_per_byte"].get<double>(), 1e-3);
+  EXPECT_EQ(d["teacher_cache"]["streamed"], false);
+  auto top = cached(" --teacher-cache topk:4 --report " + (out / "top4.json"));
+  ASSERT_EQ(top.status, 0) << top.err;
+  auto t = nlohmann::json::parse(io::read_file(out / "top4.json"));
+  EXPECT_EQ(t["teacher_cache"]["spec"], "topk:4");
+  EXPECT_GT(t["teacher_cache"]["bytes_per_token"].get<double>(), 0.0);
+  EXPECT_LT(t["teacher_cache"]["bytes_per_token"].get<double>(), 4 * 4 + 4 * 2 + 4);  // at most k indices, values, tail
+  EXPECT_LT(t["models"]["student_kd"]["bits_per_byte"].get<double>(), 8.0);
+  EXPECT_TRUE(std::filesystem::is_empty(out / "cache_tmp"));
 }
 
 TEST(CliLm, BenchMeasuresGenerationOfTwoLanguageModels) {

@@ -14,6 +14,7 @@
 #include "kdistill/io/atomic_file.h"
 #include "kdistill/losses/tokens.h"
 #include "kdistill/models/sequence.h"
+#include "kdistill/teachers/cache.h"
 #include "kdistill/train/run.h"
 #include "kdistill/train/trainer.h"
 #include "support.h"
@@ -127,6 +128,39 @@ TEST(SequenceTraining, ADistilledStudentMovesTowardsItsTeacherAndIsScoredOnRealT
 
 // bf16 is where sequence losses usually turn NaN: -inf attention masks under autocast, and
 // log-softmax of bf16 logits over a vocabulary. The loss must stay finite and follow fp32's.
+// Sequence caches: a teacher's [N, L, V] outputs cached dense, as top-V (every class kept) and as
+// draws train through the same per-token objectives: dense like the live teacher, top-V like
+// dense to float16 rounding (streamed: one block holds every row, so the order is the same), and
+// the draws towards where dense went.
+TEST(SequenceTraining, CachedTeachersServeSequencesDenseTopKAndSampled) {
+  TempDir dir;
+  auto train = ragged(24);
+  torch::manual_seed(5);
+  auto live = std::make_shared<ModelTeacher>(transformer_lm(TransformerLMOptions(kVocab, 16).dim(16).layers(1).heads(2)));
+  cache_teacher(*live, train, dir / "dense.h5");
+  cache_teacher(*live, train, dir / "top.h5", CacheOptions().format("topk").top_k(kVocab));
+  cache_teacher(*live, train, dir / "drawn.h5", CacheOptions().format("sampled").samples(256));
+  EXPECT_EQ(CachedTeacher(dir / "top.h5").info().classes, kVocab);
+  const auto opts = plain().loss(KDLossOptions().alpha(1).temperature(1)).max_steps(4);
+  auto cached = [&](const std::string& name, bool stream) {
+    return std::make_shared<CachedTeacher>(dir / name, CacheReadOptions().stream(stream));
+  };
+  const auto from_live = weights_after(train, opts, live);
+  const auto from_dense = weights_after(train, opts, cached("dense.h5", false));
+  const auto from_top = weights_after(train, opts, cached("top.h5", true));
+  const auto from_drawn = weights_after(train, opts, cached("drawn.h5", false));
+  expect_close(from_dense, from_live, 1e-5);
+  expect_close(from_top, from_dense, 2e-3);
+  double moved = 0, off = 0;
+  const auto start = student().parameters();
+  for (size_t i = 0; i < start.size(); ++i) {
+    moved += (from_dense[i] - start[i]).pow(2).sum().item<double>();
+    off += (from_drawn[i] - from_dense[i]).pow(2).sum().item<double>();
+  }
+  EXPECT_GT(moved, 0);
+  EXPECT_LT(off, 0.25 * moved) << "the sampled student went elsewhere";
+}
+
 TEST(SequenceTraining, ABf16StudentTransformerTrainsWithFiniteLossesCloseToFp32) {
   auto train = ragged(12);
   std::map<std::string, std::vector<double>> losses;
