@@ -78,6 +78,13 @@ std::string edited(const std::string& dir, const std::string& fx, const std::str
   return args;
 }
 
+// The fixture teacher's cache of the fixture training set, written at `path`.
+std::string fixture_cache(const std::string& fx, const std::string& path, const CacheOptions& options) {
+  ModelTeacher teacher(Model::load_torchscript(fx + "/teacher.pt"));
+  cache_teacher(teacher, data::load_hdf5(fx + "/train.h5", "x", "y"), path, options);
+  return path;
+}
+
 std::string yaml(const std::string& dir, const std::string& text) {
   write(dir + "/c.yaml", text);
   return "train --config " + dir + "/c.yaml";
@@ -264,15 +271,12 @@ const std::vector<Case>& catalogue() {
          return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --temperature 2"; },
        1, "--temperature and --seed are for --format sampled"},
       {"kd at another temperature than the sampled cache's", true, [](auto& d, auto& fx) {
-         ModelTeacher teacher(Model::load_torchscript(fx + "/teacher.pt"));
-         cache_teacher(teacher, data::load_hdf5(fx + "/train.h5", "x", "y"), d + "/s8.h5",
-                       CacheOptions().format("sampled").samples(8));
+         fixture_cache(fx, d + "/s8.h5", CacheOptions().format("sampled").samples(8));
          return edited(d, fx, "teacher: {torchscript: " + fx + "/teacher.pt}",
                        "teacher: {cache: " + d + "/s8.h5, stream: true}\nloss: {kind: kd, temperature: 4}"); },
        1, "kd: the sampled cache was drawn at T = 1 but the objective's temperature is 4"},
       {"a streamed top-k cache chunked unlike its datasets", true, [](auto& d, auto& fx) {
-         ModelTeacher teacher(Model::load_torchscript(fx + "/teacher.pt"));
-         cache_teacher_topk(teacher, data::load_hdf5(fx + "/train.h5", "x", "y"), d + "/top2.h5", 2);
+         fixture_cache(fx, d + "/top2.h5", CacheOptions().format("topk").top_k(2));
          python("import h5py\nsrc = h5py.File('" + d + "/top2.h5', 'r')\n"
                 "with h5py.File('" + d + "/mis.h5', 'w') as f:\n"
                 "    for k in src:\n"
@@ -281,9 +285,7 @@ const std::vector<Case>& catalogue() {
          return edited(d, fx, "teacher: {torchscript: " + fx + "/teacher.pt}", "teacher: {cache: " + d + "/mis.h5, stream: true}"); },
        1, "mis.h5:topk_indices is chunked in blocks of 5 rows but topk_logprobs in blocks of 7"},
       {"a truncated sampled cache", true, [](auto& d, auto& fx) {
-         ModelTeacher teacher(Model::load_torchscript(fx + "/teacher.pt"));
-         cache_teacher(teacher, data::load_hdf5(fx + "/train.h5", "x", "y"), d + "/s8.h5",
-                       CacheOptions().format("sampled").samples(8));
+         fixture_cache(fx, d + "/s8.h5", CacheOptions().format("sampled").samples(8));
          fs::resize_file(d + "/s8.h5", fs::file_size(d + "/s8.h5") * 3 / 4);
          return edited(d, fx, "teacher: {torchscript: " + fx + "/teacher.pt}", "teacher: {cache: " + d + "/s8.h5, stream: true}"); },
        1, "s8.h5"},
@@ -291,8 +293,7 @@ const std::vector<Case>& catalogue() {
          return "cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/train.h5 --out " + d + "/l.h5 --format topk --top-k 4"; },
        1, "k must be in [1, 3] (the classes), got 4"},
       {"dkd from a top-k cache", true, [](auto& d, auto& fx) {
-         ModelTeacher teacher(Model::load_torchscript(fx + "/teacher.pt"));
-         cache_teacher_topk(teacher, data::load_hdf5(fx + "/train.h5", "x", "y"), d + "/top2.h5", 2);
+         fixture_cache(fx, d + "/top2.h5", CacheOptions().format("topk").top_k(2));
          return edited(d, fx, "teacher: {torchscript: " + fx + "/teacher.pt}",
                        "teacher: {cache: " + d + "/top2.h5}\nloss: {kind: dkd}"); },
        1, "dkd: this objective needs the teacher's logits for every class; a top-k cache keeps 2"},
