@@ -162,6 +162,7 @@ detail::BlockDecoder decoder(const std::string& where, const std::string& format
     }
     c[0] = c[0].to(torch::kLong);
     c[3] = c[3].to(torch::kLong);
+    if (c[0].size(0) == 0) return;
     in_range(c[0], -1, "sampled_indices");
     in_range(c[3], 0, "top1_index");
     check_finite_rows(c[1], where + ":sampled_weights", first_row);
@@ -375,11 +376,14 @@ TeacherOutput CachedTeacher::outputs(const torch::Tensor& inputs, const torch::T
   }
   out.sampled = SampledTargets{c[0], c[1], c[2], c[3], info_.temperature};
   // The stand-in: the log of each class's share of the draws, and the top-1 above them all.
-  auto fill = torch::full(shape, -100.0, c[1].options());
-  auto drawn = out.sampled.indices.ge(0);
-  fill.scatter_(-1, out.sampled.indices.clamp_min(0),
-                torch::where(drawn, out.sampled.weights.clamp_min(1e-30).log(), torch::full_like(out.sampled.weights, -100.0)));
-  out.logits = fill.scatter_(-1, out.sampled.top1.unsqueeze(-1), 1.0);
+  // Padding goes to a spare last class, so that it never overwrites a drawn class's share.
+  auto wide_shape = shape;
+  wide_shape.back() = classes + 1;
+  auto fill = torch::full(wide_shape, -100.0, c[1].options());
+  const auto drawn = out.sampled.indices.ge(0);
+  fill.scatter_(-1, torch::where(drawn, out.sampled.indices, torch::full_like(out.sampled.indices, classes)),
+                out.sampled.weights.clamp_min(1e-30).log());
+  out.logits = fill.narrow(-1, 0, classes).contiguous().scatter_(-1, out.sampled.top1.unsqueeze(-1), 1.0);
   return out;
 }
 

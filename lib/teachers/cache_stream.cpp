@@ -198,14 +198,17 @@ std::vector<torch::Tensor> CacheStream::gather(const torch::Tensor& indices) {
     }
   }
   std::vector<torch::Tensor> out;
-  for (size_t c = 0; c < names_.size(); ++c) {
-    const auto& proto = blocks.empty() ? torch::Tensor() : blocks.front()->columns[c];
-    if (!proto.defined()) {
+  if (blocks.empty()) {  // no rows: empty columns, decoded to the dtypes full ones have
+    for (size_t c = 0; c < names_.size(); ++c) {
       auto shape = layouts_[c].shape;
       shape[0] = 0;
       out.push_back(torch::empty(shape, torch::TensorOptions().dtype(layouts_[c].dtype)));
-      continue;
     }
+    decode_(out, 0);
+    return out;
+  }
+  for (size_t c = 0; c < names_.size(); ++c) {
+    const auto& proto = blocks.front()->columns[c];
     auto shape = proto.sizes().vec();
     shape[0] = n;
     auto column = torch::empty(shape, proto.options());

@@ -6,6 +6,7 @@
 
 #include <sys/resource.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -132,6 +133,15 @@ TEST(SampledCache, StoresTheDrawsAndServesThem) {
   EXPECT_EQ(out.sampled.temperature, 2.0);
   ASSERT_EQ(out.logits.sizes(), torch::IntArrayRef({3, 5}));
   EXPECT_TRUE(torch::equal(out.logits.argmax(1), out.sampled.top1));
+  // Below the top-1, the stand-in holds the log of each drawn class's share (5 classes, 16 draws:
+  // every row is padded, and padding must not overwrite class 0).
+  for (int64_t r = 0; r < 3; ++r) {
+    for (int64_t j = 0; j < 16; ++j) {
+      const int64_t c = out.sampled.indices[r][j].item<int64_t>();
+      if (c < 0 || c == out.sampled.top1[r].item<int64_t>()) continue;
+      EXPECT_NEAR(out.logits[r][c].item<double>(), std::log(out.sampled.weights[r][j].item<double>()), 1e-6) << r;
+    }
+  }
 
   auto py = python("import h5py\nf = h5py.File('" + (dir / "s16.h5") +
                    "', 'r')\nprint(f['sampled_indices'].dtype, f['sampled_indices'].shape, f['sampled_weights'].dtype, "
@@ -257,6 +267,10 @@ TEST(StreamedCache, ServesTheRowsOfTheLoadedCache) {
     EXPECT_LT(stats.peak_bytes, whole.info().samples * (whole.outputs({}, torch::tensor({0L})).logits.numel() * 4))
         << name << ": held as much as the whole cache";
     EXPECT_EQ(whole.stream_stats().blocks_read, 0);
+    // A data-parallel rank may get no rows of a batch: no rows, in the dtypes of full batches.
+    const auto none = streamed.outputs(torch::Tensor(), torch::empty({0}, torch::kLong));
+    EXPECT_EQ(none.logits.size(0), 0);
+    if (none.sampled.indices.defined()) EXPECT_EQ(none.sampled.indices.scalar_type(), torch::kLong);
   }
 }
 
