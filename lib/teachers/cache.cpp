@@ -219,7 +219,7 @@ CacheInfo cache_teacher(Teacher& teacher, const data::TensorDataset& dataset, co
         for (size_t i = 0; i < columns.size(); ++i) {
           row_bytes += columns[i].numel() / columns[i].size(0) * static_cast<int64_t>(c10::elementSize(types[i]));
         }
-        info.chunk_rows = std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(1, row_bytes), 1, info.samples);
+        info.chunk_rows = detail::rows_per_block(row_bytes, info.samples);
         for (size_t i = 0; i < columns.size(); ++i) {
           sets.push_back(std::make_unique<detail::ChunkedRows>(file, names[i], types[i], columns[i].sizes().slice(1).vec(),
                                                                info.samples, info.chunk_rows));

@@ -4,6 +4,7 @@
 
 #include <H5Cpp.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -21,6 +22,12 @@
 #include "io/hdf5_util.h"
 
 namespace kdistill::detail {
+
+/// The rows of a block of about 256 KiB, rows of `row_bytes` each, of `rows` in all: the chunk
+/// `cache_teacher` writes, and the block an unchunked cache is streamed in.
+inline int64_t rows_per_block(int64_t row_bytes, int64_t rows) {
+  return std::clamp<int64_t>((int64_t{1} << 18) / std::max<int64_t>(1, row_bytes), 1, rows);
+}
 
 /// Turns one block of a cache's datasets, as read, into what the teacher serves, and checks it
 /// (throwing kdistill::Error naming the file, the dataset and the row). `first_row` is the
@@ -55,7 +62,8 @@ class CacheStream {
   /// The stored (compressed) bytes of the datasets.
   double stored_bytes() const { return stored_bytes_; }
 
-  /// Rows `indices` (int64, in [0, rows())) of every dataset, decoded, in the order given.
+  /// Rows `indices` (int64, in [0, rows()): the caller checks) of every dataset, decoded, in the
+  /// order given.
   std::vector<torch::Tensor> gather(const torch::Tensor& indices);
   /// The rows that will be asked for next, in order; replaces any earlier plan.
   void plan(const torch::Tensor& order);
