@@ -1,13 +1,10 @@
 // The local launcher behind `kdistill train --nproc N`.
 #include "launch.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +17,7 @@
 #include <vector>
 
 #include "kdistill/core/error.h"
+#include "kdistill/train/distributed.h"
 
 extern char** environ;
 
@@ -45,23 +43,6 @@ std::vector<std::string> arguments_without_nproc() {
     }
   }
   return kept;
-}
-
-// A port on 127.0.0.1 that was free a moment ago (rank 0's store binds it next).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  check(fd >= 0, "--nproc: cannot open a socket: ", std::strerror(errno));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  socklen_t len = sizeof addr;
-  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
-                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
-  const int err = errno;
-  ::close(fd);
-  check(ok, "--nproc: cannot find a free port on 127.0.0.1: ", std::strerror(err));
-  return ntohs(addr.sin_port);
 }
 
 std::string how_it_ended(int status) {
@@ -114,7 +95,7 @@ struct Worker {
 
 int launch_workers(int nproc) {
   const auto args = arguments_without_nproc();
-  const int port = free_port();
+  const int64_t port = free_loopback_port();
   std::vector<std::string> base_env;
   for (char** e = environ; *e != nullptr; ++e) {
     const std::string kv = *e;

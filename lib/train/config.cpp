@@ -427,7 +427,7 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
   if (root["generations"]) c.generations = r.integer(root["generations"], "generations");
   check(c.generations >= 1 && c.generations <= 100, origin, ": generations: must be from 1 to 100, got ", c.generations);
   if (const auto d = root["distributed"]) {
-    r.keys(d, "distributed", {"backend", "timeout_s"});
+    r.keys(d, "distributed", {"backend", "timeout_s", "bucket_mb"});
     if (d["backend"]) c.distributed.backend(r.string(d["backend"], "distributed.backend"));
     const auto& b = c.distributed.backend();
     check(b.empty() || b == "gloo" || b == "nccl", origin, ": distributed.backend: expected gloo or nccl, got \"", b,
@@ -435,6 +435,8 @@ RunConfig parse_config(const std::string& text, const std::string& origin, const
     if (d["timeout_s"]) c.distributed.timeout_s(r.number(d["timeout_s"], "distributed.timeout_s"));
     check(c.distributed.timeout_s() > 0, origin, ": distributed.timeout_s: must be > 0, got ",
           c.distributed.timeout_s());
+    if (d["bucket_mb"]) c.train.bucket_mb(r.number(d["bucket_mb"], "distributed.bucket_mb"));
+    check(c.train.bucket_mb() > 0, origin, ": distributed.bucket_mb: must be > 0, got ", c.train.bucket_mb());
   }
   check(static_cast<bool>(root["output"]), origin, ": output: required (the run's output directory)");
   c.output = r.file(root["output"], "output");
@@ -524,7 +526,8 @@ std::string to_yaml(const RunConfig& c) {
   out << YAML::Key << "generations" << YAML::Value << c.generations;
   out << YAML::Key << "distributed" << YAML::Value << YAML::Flow << YAML::BeginMap;
   if (!c.distributed.backend().empty()) out << YAML::Key << "backend" << YAML::Value << c.distributed.backend();
-  out << YAML::Key << "timeout_s" << YAML::Value << c.distributed.timeout_s() << YAML::EndMap;
+  out << YAML::Key << "timeout_s" << YAML::Value << c.distributed.timeout_s();
+  out << YAML::Key << "bucket_mb" << YAML::Value << c.train.bucket_mb() << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
 }

@@ -23,8 +23,15 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "kdistill/core/error.h"
@@ -57,6 +64,22 @@ std::chrono::milliseconds to_ms(double seconds) {
 }
 
 }  // namespace
+
+int64_t free_loopback_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  check(fd >= 0, "cannot open a socket: ", std::strerror(errno));
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;  // the kernel picks
+  socklen_t len = sizeof addr;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0;
+  const int err = errno;
+  ::close(fd);
+  check(ok, "cannot find a free port on 127.0.0.1: ", std::strerror(err));
+  return ntohs(addr.sin_port);
+}
 
 DistributedOptions distributed_from_env(const DistributedOptions& defaults) {
   auto o = defaults;
@@ -197,20 +220,63 @@ int64_t ProcessGroup::size() const { return impl_->size; }
 const std::string& ProcessGroup::backend() const { return impl_->backend; }
 double ProcessGroup::timeout_s() const { return impl_->timeout_s; }
 
-void ProcessGroup::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what) {
-  if (impl_->size == 1) return;
+struct ProcessGroup::Pending::Impl {
+  ProcessGroup::Impl* group = nullptr;
+  std::string what;
   std::vector<c10::intrusive_ptr<c10d::Work>> works;
-  std::vector<torch::Tensor> staged;
-  works.reserve(tensors.size());
-  for (auto& t : tensors) {
-    staged.push_back(impl_->stage(t));
-    std::vector<torch::Tensor> one{staged.back()};
-    works.push_back(impl_->group->allreduce(one));
+  std::vector<torch::Tensor> tensors, staged;  // the caller's, and what the collectives hold
+};
+
+ProcessGroup::Pending::Pending() = default;
+ProcessGroup::Pending::Pending(Pending&&) noexcept = default;
+ProcessGroup::Pending& ProcessGroup::Pending::operator=(Pending&& other) noexcept {
+  if (this != &other) {
+    try {
+      wait();
+    } catch (...) {  // NOLINT(bugprone-empty-catch): moved over without a wait; the work is dropped
+    }
+    impl_ = std::move(other.impl_);
   }
-  for (auto& w : works) impl_->wait(w, what);
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    if (!staged[i].is_same(tensors[i])) tensors[i].copy_(staged[i]);
+  return *this;
+}
+
+ProcessGroup::Pending::~Pending() {
+  try {
+    wait();
+  } catch (const std::exception& e) {
+    logger()->debug("an abandoned collective failed: {}", first_line(e.what()));
   }
+}
+
+void ProcessGroup::Pending::wait() {
+  if (!impl_) return;
+  auto impl = std::move(impl_);  // once, even if a wait throws
+  for (auto& w : impl->works) impl->group->wait(w, impl->what);
+  for (size_t i = 0; i < impl->tensors.size(); ++i) {
+    if (!impl->staged[i].is_same(impl->tensors[i])) impl->tensors[i].copy_(impl->staged[i]);
+  }
+}
+
+ProcessGroup::Pending ProcessGroup::all_reduce_sum_async(const std::vector<torch::Tensor>& tensors,
+                                                         const std::string& what) {
+  Pending pending;
+  if (impl_->size == 1) return pending;
+  auto p = std::make_unique<Pending::Impl>();
+  p->group = impl_.get();
+  p->what = what;
+  p->tensors = tensors;
+  p->works.reserve(tensors.size());
+  for (const auto& t : tensors) {
+    p->staged.push_back(impl_->stage(t));
+    std::vector<torch::Tensor> one{p->staged.back()};
+    p->works.push_back(impl_->group->allreduce(one));
+  }
+  pending.impl_ = std::move(p);
+  return pending;
+}
+
+void ProcessGroup::all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what) {
+  all_reduce_sum_async(tensors, what).wait();
 }
 
 void ProcessGroup::broadcast(std::vector<torch::Tensor>& tensors, int64_t root, const std::string& what) {

@@ -448,6 +448,8 @@ RunResult execute(const RunConfig& c, bool resume) {
                                      {"backend", d.backend},
                                      {"allreduce_bytes_per_step", d.allreduce_bytes_per_step},
                                      {"allreduce_s_per_step", d.allreduce_s_per_step},
+                                     {"allreduce_buckets", d.allreduce_buckets},
+                                     {"buckets_in_backward", d.buckets_in_backward},
                                      {"step_s", d.step_s}};
     }
     if (writer) m["files"]["output"] = {{"student.pt", io::sha256_file((out / "student.pt").string())}};

@@ -92,18 +92,27 @@ StepOutcome TrainStep::compute(const data::Batch& b, const TrainProgress& progre
   const double denominator = denominator_arg > 0 ? denominator_arg
                              : sequence && reduction_ == TokenReduction::kSequenceSum ? static_cast<double>(rows)
                                                                                       : counted;
-  StepOutcome r;
+  // The micro-batches, and what each counts; the last one that counts runs the backward hook.
+  std::vector<data::Batch> parts;
+  std::vector<double> counts;
+  int64_t last = -1;
   for (int64_t i = 0; i < k; ++i) {
     const int64_t begin = i * rows / k, end = (i + 1) * rows / k;
-    data::Batch part = k == 1 ? b
-                              : data::Batch{b.inputs.narrow(0, begin, end - begin),
-                                            b.targets.narrow(0, begin, end - begin),
-                                            b.indices.defined() ? b.indices.narrow(0, begin, end - begin) : b.indices};
-    const double n = k == 1 ? counted : count(part.targets);
+    parts.push_back(k == 1 ? b
+                           : data::Batch{b.inputs.narrow(0, begin, end - begin), b.targets.narrow(0, begin, end - begin),
+                                         b.indices.defined() ? b.indices.narrow(0, begin, end - begin) : b.indices});
+    counts.push_back(k == 1 ? counted : count(parts.back().targets));
+    if (counts.back() > 0) last = i;
+  }
+  StepOutcome r;
+  for (int64_t i = 0; i < k; ++i) {
+    const auto& part = parts[static_cast<size_t>(i)];
+    const double n = counts[static_cast<size_t>(i)];
     if (n == 0) continue;  // nothing counts here (all padding): no term, no gradient
     torch::Tensor loss;
     auto terms = terms_of(part, progress, all_labelled, loss);
     const double share = n / denominator;
+    if (i == last && before_last_backward_) before_last_backward_();
     (share == 1.0 ? loss : loss * share).backward();
     const double value = loss.item<double>();
     r.loss += share * value;

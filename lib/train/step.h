@@ -3,6 +3,7 @@
 // One training step, written once: the trainer's loop calls it, and so can other drivers (data
 // parallel, mixed precision) between their own hooks.
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -37,6 +38,10 @@ class TrainStep {
   /// per row), and sequence losses are reduced with `reduction` (see `TokenReduction`).
   void set_accumulation(int64_t k, TokenReduction reduction);
 
+  /// `hook` runs just before the backward of each step's last micro-batch that counts (the data
+  /// parallel reducer arms itself there: what that backward accumulates is final).
+  void set_before_last_backward(std::function<void()> hook) { before_last_backward_ = std::move(hook); }
+
   /// Forward (student with the objective's taps, teacher), the objective's terms, their weighted
   /// sum, and backward into zeroed gradients, one micro-batch at a time. Micro-batch i's loss is
   /// weighted by n_i / D: rows over the batch's rows for per-sample data; for sequences its
@@ -66,6 +71,7 @@ class TrainStep {
   torch::Device device_;
   int64_t micro_batches_ = 1;
   TokenReduction reduction_ = TokenReduction::kMean;
+  std::function<void()> before_last_backward_;
 
   // One micro-batch's terms (token rows for sequences) and their weighted sum.
   std::vector<LossTerm> terms_of(const data::Batch& part, const TrainProgress& progress, bool all_labelled,

@@ -323,7 +323,12 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
   detail::TrainStep step(student_, teacher_.get(), *objective_, st.params, options_.precision().student(), st.device);
   step.set_accumulation(options_.micro_batches(), options_.token_reduction());
   std::unique_ptr<detail::GradientReducer> reducer;
-  if (group) reducer = std::make_unique<detail::GradientReducer>(*group, st.params, split_names(st.objective_terms));
+  if (group) {
+    check(options_.bucket_mb() > 0, "training: bucket_mb must be > 0, got ", options_.bucket_mb());
+    reducer = std::make_unique<detail::GradientReducer>(*group, st.params, split_names(st.objective_terms),
+                                                        static_cast<int64_t>(options_.bucket_mb() * (1 << 20)) + 1);
+    step.set_before_last_backward([&] { reducer->arm(st.step + 1); });
+  }
   // The student on the evaluation set: each rank scores its share, and every rank gets all scores.
   auto evaluate_student = [&] {
     if (!group) return evaluate(student_, *eval, teacher_eval_logits, options_.eval_batch_size());
@@ -453,6 +458,10 @@ TrainResult DistillTrainer::fit(const data::TensorDataset& train, const data::Te
     d.backend = group->backend();
     d.allreduce_bytes_per_step = reducer->bytes_per_step();
     d.allreduce_s_per_step = reducer->seconds() / static_cast<double>(steps_run);
+    d.allreduce_buckets = reducer->buckets();
+    d.buckets_in_backward = reducer->buckets() == 0 ? 0.0
+                                                    : static_cast<double>(reducer->started_in_backward()) /
+                                                          static_cast<double>(reducer->buckets() * steps_run);
     d.step_s = total_seconds / static_cast<double>(steps_run);
   }
   return result;

@@ -178,6 +178,9 @@ const std::vector<Case>& catalogue() {
       {"distributed timeout 0", false, [](auto& d, auto&) { return yaml(d, "student: {torchscript: s.pt}\noutput: o\n"
                                                                       "distributed: {timeout_s: 0}\n"); },
        1, "distributed.timeout_s: must be > 0, got 0"},
+      {"distributed bucket 0", false, [](auto& d, auto&) { return yaml(d, "student: {torchscript: s.pt}\noutput: o\n"
+                                                                      "distributed: {bucket_mb: 0}\n"); },
+       1, "distributed.bucket_mb: must be > 0, got 0"},
       {"malformed RANK", true, [](auto& d, auto& fx) { return config(d, fx, ""); }, 1,
        "RANK='two' is not an integer in [0, 1]", "WORLD_SIZE=2 RANK=two"},
       {"batch smaller than the world", true, [](auto& d, auto& fx) { return edited(d, fx, "batch_size: 32", "batch_size: 1") +

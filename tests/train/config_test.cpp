@@ -27,7 +27,7 @@ loss: {kind: kd, temperature: 2.5, alpha: 0.7}
 train: {epochs: 3, batch_size: 64, optimizer: adamw, lr: 0.001, momentum: 0.5, nesterov: false,
         weight_decay: 1.0e-4, schedule: step, warmup_steps: 5, step_size: 10, gamma: 0.5, grad_clip_norm: 1.0,
         checkpoint_every: 50, log_every: 10, max_steps: 0, eval_batch_size: 500, on_nonfinite: skip}
-distributed: {backend: gloo, timeout_s: 45}
+distributed: {backend: gloo, timeout_s: 45, bucket_mb: 0.5}
 output: runs/x
 )";
 
@@ -57,9 +57,11 @@ TEST(Config, ParsesEveryKeyAndResolvesRelativePaths) {
   EXPECT_EQ(c.output, "/base/runs/x");
   EXPECT_EQ(c.distributed.backend(), "gloo");
   EXPECT_EQ(c.distributed.timeout_s(), 45);
+  EXPECT_EQ(c.train.bucket_mb(), 0.5);
   auto back = parse_config(to_yaml(c), "again.yaml", "/elsewhere");
   EXPECT_EQ(back.distributed.backend(), "gloo");
   EXPECT_EQ(back.distributed.timeout_s(), 45);
+  EXPECT_EQ(back.train.bucket_mb(), 0.5);
 }
 
 TEST(Config, DefaultsAndTheNestedHdf5Form) {

@@ -2,11 +2,8 @@
 // ranks (`kdistill_tests --child=dist ...`), and compares them with one process.
 #include "kdistill/train/distributed.h"
 
-#include <arpa/inet.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -128,22 +125,9 @@ bool equal(const std::vector<torch::Tensor>& a, const std::vector<torch::Tensor>
   return true;
 }
 
-// A port on 127.0.0.1 free a moment ago.
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 // Starts `world` ranks of `--child=dist` with `args` (plus per-rank extras) and waits for all.
 std::vector<Output> ranks(int world, const std::string& args, const std::vector<std::string>& extra = {}) {
-  const int port = free_port();
+  const int64_t port = free_loopback_port();
   std::vector<std::future<Output>> running;
   for (int r = 0; r < world; ++r) {
     const std::string cmd = self_exe() + " --child=dist --rank " + std::to_string(r) + " --world " +
@@ -164,11 +148,13 @@ std::vector<Output> ranks(int world, const std::string& args, const std::vector<
   } while (0)
 
 // One rank of a data-parallel run: `--rank R --world W --port P --out DIR [--dropout]
-// [--resume] [--timeout S] [--kill-at-step K] [--stop-at-step K]`. `--stop-at-step` writes the
+// [--resume] [--timeout S] [--kill-at-step K] [--stop-at-step K] [--bucket-mb X]
+// [--micro-batches K]`. `--stop-at-step` writes the
 // process id to DIR/stopped.pid and stops the process (SIGSTOP): a hung rank.
 int dist_child(const std::vector<std::string>& args) {
   int64_t rank = 0, world = 1, port = 0, kill_at = -1, stop_at = -1;
-  double timeout = 60, dropout = 0;
+  int64_t micro_batches = 1;
+  double timeout = 60, dropout = 0, bucket_mb = 0;
   bool resume = false, tokens = false, cuda = false;
   std::string out;
   for (size_t i = 0; i < args.size(); ++i) {
@@ -183,10 +169,13 @@ int dist_child(const std::vector<std::string>& args) {
     else if (args[i] == "--cuda") cuda = true;
     else if (args[i] == "--kill-at-step") kill_at = std::stoll(args.at(++i));
     else if (args[i] == "--stop-at-step") stop_at = std::stoll(args.at(++i));
+    else if (args[i] == "--bucket-mb") bucket_mb = std::stod(args.at(++i));
+    else if (args[i] == "--micro-batches") micro_batches = std::stoll(args.at(++i));
   }
   try {
     auto s = setup(tokens, dropout);
-    auto o = options(out).batch_size(s.batch_size);
+    auto o = options(out).batch_size(s.batch_size).micro_batches(micro_batches);
+    if (bucket_mb > 0) o.bucket_mb(bucket_mb);
     const auto device = cuda ? torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(rank)) : torch::kCPU;
     o.device(device.str());
     if (world > 1) {
@@ -209,7 +198,9 @@ int dist_child(const std::vector<std::string>& args) {
                           {"agreement", result.final_eval.agreement},
                           {"steps", result.steps},
                           {"bytes", result.distributed.allreduce_bytes_per_step},
-                          {"world", result.distributed.world_size}};
+                          {"world", result.distributed.world_size},
+                          {"buckets", result.distributed.allreduce_buckets},
+                          {"in_backward", result.distributed.buckets_in_backward}};
       io::atomic_write_string((fs::path(out) / "result.json").string(), j.dump());
     }
   } catch (const Error& e) {
@@ -263,6 +254,9 @@ TEST(Distributed, OptionsComeFromTorchrunsVariables) {
   env.set("MASTER_PORT", "70000");
   EXPECT_THAT(error_of([] { distributed_from_env(); }), HasSubstr("MASTER_PORT='70000'"));
 
+  const auto port = free_loopback_port();
+  EXPECT_TRUE(port >= 1024 && port <= 65535) << port;  // an ephemeral port, not a privileged one
+
   EXPECT_THAT(error_of([] { ProcessGroup::create(DistributedOptions().rank(2).world_size(2)); }),
               HasSubstr("rank 2 is outside [0, 2)"));
   EXPECT_THAT(error_of([] { ProcessGroup::create(DistributedOptions().backend("mpi")); }),
@@ -298,9 +292,40 @@ TEST(Distributed, TwoRanksTrainTheModelOneProcessTrainsWithTheSameGlobalBatch) {
   EXPECT_EQ(j["world"], 2);
   // 8*16 + 16 + 16*3 + 3 = 195 float gradients and the loss and its 2 terms in double.
   EXPECT_EQ(j["bytes"], 195 * 4 + 3 * 8);
+  // One bucket (1 MiB holds them all), started by the hook on the last gradient backward
+  // accumulates; rank 0 has no rows of each epoch's 1-row last batch: 3 of 48 steps.
+  EXPECT_EQ(j["buckets"], 1);
+  EXPECT_DOUBLE_EQ(j["in_backward"].get<double>(), 45.0 / 48.0);
 
   // Only rank 0 wrote: one metrics.jsonl line per step and per epoch, as one process writes.
   EXPECT_EQ(io::read_lines(dir / "metrics.jsonl").size(), 3u * 16 + 3);
+}
+
+TEST(Distributed, BucketsStartDuringBackwardAndSumAsOneBucketDoes) {
+  KDISTILL_REQUIRE_GLOO();
+  // 2 bytes a bucket: each of the 4 parameters in its own, so 4 collectives a step, each started
+  // by backward's hook on that parameter, in the same order on both ranks.
+  TempDir dir;
+  auto r = ranks(2, "--bucket-mb 0.000002 --out " + dir.path());
+  ASSERT_EQ(r[0].status, 0) << r[0].err;
+  ASSERT_EQ(r[1].status, 0) << r[1].err;
+  const auto w = weights(dir / "final.pt");
+  const auto reference = one_process(false, 2).first;
+  EXPECT_TRUE(equal(reference, w)) << max_difference(reference, w);
+  auto j = nlohmann::json::parse(io::read_file(dir / "result.json"));
+  EXPECT_EQ(j["buckets"], 4);
+  EXPECT_DOUBLE_EQ(j["in_backward"].get<double>(), 45.0 / 48.0);
+  EXPECT_EQ(j["bytes"], 195 * 4 + 3 * 8);
+
+  // With micro-batches the hooks copy only what the last micro-batch's backward leaves: the
+  // gradient of both halves (copied after the first, a step would use half of it). One process in
+  // 4 parts sums the same parts in another order: equal up to rounding.
+  TempDir micro;
+  r = ranks(2, "--bucket-mb 0.000002 --micro-batches 2 --out " + micro.path());
+  ASSERT_EQ(r[0].status, 0) << r[0].err;
+  ASSERT_EQ(r[1].status, 0) << r[1].err;
+  const auto w4 = weights(micro / "final.pt");
+  EXPECT_LT(max_difference(one_process(false, 4).first, w4), 1e-5);
 }
 
 TEST(Distributed, SequencesAverageOverTheGlobalBatchsRealTokens) {
@@ -355,7 +380,7 @@ TEST(Distributed, AKilledRankStopsTheOtherWithinTheTimeoutAndTheCheckpointStays)
 TEST(Distributed, AHungRankFailsTheOtherAfterTheTimeout) {
   KDISTILL_REQUIRE_GLOO();
   TempDir dir;
-  const int port = free_port();
+  const int64_t port = free_loopback_port();
   const auto base = self_exe() + " --child=dist --world 2 --port " + std::to_string(port) + " --timeout 3 --out " +
                     dir.path() + " --rank ";
   const auto t0 = Clock::now();

@@ -89,8 +89,9 @@ struct RunConfig {
   /// Born-again distillation: > 1 trains that many students in turn, each the next one's teacher
   /// (the first learns from `teacher:`, or from labels alone without one).
   int64_t generations = 1;
-  /// `distributed: {backend: gloo|nccl, timeout_s: 300}`: how data-parallel ranks talk. The rank,
-  /// world size and rendezvous come from the environment (`distributed_from_env`).
+  /// `distributed: {backend: gloo|nccl, timeout_s: 300, bucket_mb: 1}`: how data-parallel ranks
+  /// talk (`bucket_mb` goes to `train.bucket_mb()`). The rank, world size and rendezvous come from
+  /// the environment (`distributed_from_env`).
   DistributedOptions distributed;
 };
 

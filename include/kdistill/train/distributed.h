@@ -48,6 +48,15 @@ struct DistributedOptions {
 /// naming the variable. `backend` and `timeout_s` keep `defaults`' values.
 DistributedOptions distributed_from_env(const DistributedOptions& defaults = {});
 
+/// A TCP port on 127.0.0.1 that was free a moment ago: a `master_port` for ranks started on one
+/// host (`kdistill train --nproc N` takes one so). Throws `kdistill::Error` if none can be had.
+///
+/// Example:
+/// ```
+/// auto o = kdistill::DistributedOptions().world_size(2).master_port(kdistill::free_loopback_port());
+/// ```
+int64_t free_loopback_port();
+
 /// A c10d process group (Gloo on the CPU, NCCL on CUDA): the same collectives PyTorch's
 /// `torch.distributed` runs, so a kdistill job lives on the clusters and launchers PyTorch users
 /// already have. Every call is collective: all ranks make it, in the same order. A failure or a
@@ -74,9 +83,41 @@ class ProcessGroup {
   const std::string& backend() const;
   double timeout_s() const;
 
+  /// A collective in flight (see `all_reduce_sum_async`).
+  class Pending {
+   public:
+    Pending();
+    Pending(Pending&&) noexcept;
+    Pending& operator=(Pending&&) noexcept;
+    /// Waits if it was not waited for (errors are not thrown from a destructor: call `wait`).
+    ~Pending();
+    /// Blocks until the collective has finished and its result is in the caller's tensors;
+    /// a failure or the timeout throws `kdistill::Error` as the blocking call does. Waiting
+    /// again, or on a default-constructed `Pending`, does nothing.
+    void wait();
+
+   private:
+    friend class ProcessGroup;
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+  };
+
   /// Sums each tensor element-wise over the ranks, in place. All tensors are in flight together
   /// (one collective per tensor): pass a few large flat buffers rather than many small ones.
   void all_reduce_sum(std::vector<torch::Tensor>& tensors, const std::string& what);
+  /// `all_reduce_sum` without waiting: the sums land in `tensors` once the result's `wait()` has
+  /// returned, and the caller must not touch them before. Collectives still start in the same
+  /// order on every rank; computing between the start and the wait is what it is for (the
+  /// trainer sums gradient buckets while backward computes the next ones).
+  ///
+  /// Example:
+  /// ```
+  /// std::vector<torch::Tensor> grads{bucket};
+  /// auto pending = group->all_reduce_sum_async(grads, "bucket 0");
+  /// // ... more backward ...
+  /// pending.wait();  // bucket now holds every rank's sum
+  /// ```
+  Pending all_reduce_sum_async(const std::vector<torch::Tensor>& tensors, const std::string& what);
   /// Copies rank `root`'s tensors into every rank's (same shapes and types on all ranks).
   void broadcast(std::vector<torch::Tensor>& tensors, int64_t root, const std::string& what);
   /// Concatenates every rank's rows along dimension 0, in rank order. The row counts may differ;

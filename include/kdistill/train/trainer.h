@@ -112,6 +112,10 @@ struct TrainerOptions {
   /// the ranks. Only rank 0 writes checkpoints and metrics.jsonl; every rank reads the checkpoint
   /// it resumes from, and may have a different world size from the run that wrote it.
   TORCH_ARG(std::shared_ptr<ProcessGroup>, process_group) = nullptr;
+  /// Data-parallel gradient buckets fill to this many MiB, last layers first. A full bucket's
+  /// all-reduce starts during backward, while the earlier layers' gradients are computed; smaller
+  /// buckets start sooner but cost one collective each (docs/distributed.md, "Measured").
+  TORCH_ARG(double, bucket_mb) = 1.0;
   /// What a non-finite loss does: "stop" (throw, naming the step; the last checkpoint stays) or
   /// "skip" (drop that step's update and go on).
   TORCH_ARG(std::string, on_nonfinite) = "stop";
@@ -143,7 +147,9 @@ struct DistributedStats {
   int64_t world_size = 1;
   std::string backend;                 ///< "gloo" or "nccl"; empty for one process
   int64_t allreduce_bytes_per_step = 0;  ///< what each rank sends into the gradient all-reduce
-  double allreduce_s_per_step = 0;     ///< seconds in the all-reduce (with its copies), mean per step
+  double allreduce_s_per_step = 0;     ///< seconds in the all-reduce (copies, starts, waits), mean per step
+  int64_t allreduce_buckets = 0;       ///< gradient buckets (one collective each, per step)
+  double buckets_in_backward = 0;      ///< the share of buckets that started during backward
   double step_s = 0;                   ///< seconds per step, all-reduce included, mean
 };
 
