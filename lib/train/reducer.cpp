@@ -80,9 +80,7 @@ void GradientReducer::arm(int64_t step) {
   const auto t0 = Clock::now();
   armed_ = true;
   step_ = step;
-  std::fill(filled_.begin(), filled_.end(), 0);
-  for (size_t b = 0; b < members_.size(); ++b) missing_[b] = members_[b].size();
-  next_ = 0;
+  clear();
   // Nothing will accumulate into a frozen parameter: its slot is filled now, so that its bucket
   // does not wait for the end of backward.
   torch::NoGradGuard no_grad;
@@ -90,6 +88,12 @@ void GradientReducer::arm(int64_t step) {
     if (!params_[k].requires_grad()) fill(k);
   }
   seconds_ += since(t0);
+}
+
+void GradientReducer::clear() {
+  std::fill(filled_.begin(), filled_.end(), 0);
+  for (size_t b = 0; b < members_.size(); ++b) missing_[b] = members_[b].size();
+  next_ = 0;
 }
 
 void GradientReducer::fill(size_t k) {
@@ -127,11 +131,7 @@ void GradientReducer::ready(size_t k) {
 void GradientReducer::reduce(StepOutcome& outcome, int64_t step) {
   const auto t0 = Clock::now();
   torch::NoGradGuard no_grad;
-  if (!armed_) {
-    std::fill(filled_.begin(), filled_.end(), 0);
-    for (size_t b = 0; b < members_.size(); ++b) missing_[b] = members_[b].size();
-    next_ = 0;
-  }
+  if (!armed_) clear();
   armed_ = false;
   step_ = step;
   for (; next_ < members_.size(); ++next_) {

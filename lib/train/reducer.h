@@ -59,6 +59,7 @@ class GradientReducer {
 
  private:
   struct Hook;
+  void clear();              // a new step: no gradient in, no bucket started
   void ready(size_t param);  // backward has accumulated `param`'s gradient
   void fill(size_t param);   // copies its gradient (or zeros) into its bucket
   void start(size_t bucket);
