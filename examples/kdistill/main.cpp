@@ -1,7 +1,5 @@
 // The kdistill command. Exit status: 0 success, 1 runtime error (one "error:" line on stderr),
 // 2 usage error (a message and a usage line). Bad input never crashes it.
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -49,19 +47,8 @@ int print_version() {
 
 }  // namespace
 
-// libgomp reads OMP_WAIT_POLICY once, when it is loaded. Measured on an idle 2-core machine
-// (bench/results/omp_policy_cpu.json), active waiting trains 1.02-1.37x faster than passive; with
-// one other busy process it is 1.5-3x slower. A training machine given to one job is the common
-// case, so unless the user chose a policy, start again with active waiting. On a shared machine
-// set OMP_WAIT_POLICY=passive.
-void prefer_active_openmp(char** argv) {
-  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
-  ::setenv("OMP_WAIT_POLICY", "active", 1);
-  ::execv("/proc/self/exe", argv);  // returns only on failure: then go on as we are
-}
-
-int main(int argc, char** argv) {
-  prefer_active_openmp(argv);
+// Called by the kdistill executable (launcher.cpp) once it has chosen OpenMP's wait policy.
+extern "C" __attribute__((visibility("default"))) int kdistill_command_main(int argc, char** argv) {
   kdistill::tune_allocator();  // keep step buffers instead of faulting them in again every step
   CLI::App app{"kdistill: knowledge distillation on LibTorch, with measurements", "kdistill"};
   app.set_help_all_flag("--help-all", "Show help for every subcommand");

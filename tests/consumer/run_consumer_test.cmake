@@ -13,6 +13,15 @@ endfunction()
 file(REMOVE_RECURSE "${WORK_DIR}")
 step(${CMAKE_COMMAND} --install "${KDISTILL_BINARY_DIR}" --prefix "${WORK_DIR}/prefix")
 
+# The installed command: a small executable that finds its command module (lib/) through its
+# RUNPATH (when the build installs the command at all).
+if(EXISTS "${WORK_DIR}/prefix/bin/kdistill")
+  step("${WORK_DIR}/prefix/bin/kdistill" --version)
+  if(NOT last_output MATCHES "^kdistill [0-9]")
+    message(FATAL_ERROR "consumer test: the installed kdistill --version printed:\n${last_output}")
+  endif()
+endif()
+
 file(READ "${KDISTILL_SOURCE_DIR}/README.md" readme)
 set(begin_marker "<!-- readme-example:begin -->")
 set(end_marker "<!-- readme-example:end -->")
