@@ -9,7 +9,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopenblas0-openmp libgloo-dev
   libspdlog-dev libfmt-dev libeigen3-dev libhdf5-dev libgtest-dev libgmock-dev libbenchmark-dev
-  zlib1g-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev pybind11-dev libssl-dev
+  zlib1g-dev libdeflate-dev libyaml-cpp-dev nlohmann-json3-dev libcli11-dev pybind11-dev libssl-dev
   python3-dev python3-torch python3-pytest python3-h5py python3-matplotlib python3-numpy
   ccache dataset-fashion-mnist fortunes
 )

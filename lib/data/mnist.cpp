@@ -7,6 +7,7 @@
 
 #include "kdistill/core/error.h"
 #include "kdistill/data/idx.h"
+#include "huge_pages.h"
 
 namespace kdistill::data {
 namespace {
@@ -22,13 +23,13 @@ std::string find_file(const std::string& dir, const std::string& stem, std::vect
   return {};
 }
 
-}  // namespace
+constexpr const char* kStems[] = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                                  "t10k-labels-idx1-ubyte"};
 
-ImageSplits load_mnist_family(const std::string& dir, const std::string& name) {
-  const std::vector<std::string> stems = {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
-                                          "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"};
+// The files of the first `count` stems, or a failure listing every name looked for.
+std::vector<std::string> find_files(const std::string& dir, size_t count) {
   std::vector<std::string> paths, looked;
-  for (const auto& s : stems) paths.push_back(find_file(dir, s, looked));
+  for (size_t i = 0; i < count; ++i) paths.push_back(find_file(dir, kStems[i], looked));
   for (const auto& p : paths) {
     if (p.empty()) {
       std::string list;
@@ -40,32 +41,57 @@ ImageSplits load_mnist_family(const std::string& dir, const std::string& name) {
            debian_default ? " (install them with: apt-get install dataset-fashion-mnist)" : "");
     }
   }
-  auto load = [&](int image_idx, int label_idx, const std::string& split) {
-    auto images = read_idx(paths[image_idx]);
-    auto labels = read_idx(paths[label_idx]);
-    check(images.dim() == 3, "load_mnist_family: ", paths[image_idx], " must hold images [N, H, W], got shape ",
-          images.sizes());
-    check(labels.dim() == 1, "load_mnist_family: ", paths[label_idx], " must hold labels [N], got shape ",
-          labels.sizes());
-    check(images.size(0) == labels.size(0), "load_mnist_family: ", paths[image_idx], " has ", images.size(0),
-          " images but ", paths[label_idx], " has ", labels.size(0), " labels");
-    return std::make_pair(images.unsqueeze(1).to(torch::kFloat).div_(255.0f), labels.to(torch::kLong));
-  };
-  auto [train_x, train_y] = load(0, 1, "train");
-  auto [test_x, test_y] = load(2, 3, "test");
-  check(train_x.sizes().slice(1) == test_x.sizes().slice(1), "load_mnist_family: training images are ",
-        train_x.sizes().slice(1), " but test images are ", test_x.sizes().slice(1));
-  ImageSplits out;
+  return paths;
+}
+
+// Images as float [N, 1, H, W] scaled to [0, 1], and labels as int64 [N].
+std::pair<torch::Tensor, torch::Tensor> load_pair(const std::string& image_path, const std::string& label_path) {
+  auto images = read_idx(image_path);
+  auto labels = read_idx(label_path);
+  check(images.dim() == 3, "load_mnist_family: ", image_path, " must hold images [N, H, W], got shape ",
+        images.sizes());
+  check(labels.dim() == 1, "load_mnist_family: ", label_path, " must hold labels [N], got shape ", labels.sizes());
+  check(images.size(0) == labels.size(0), "load_mnist_family: ", image_path, " has ", images.size(0),
+        " images but ", label_path, " has ", labels.size(0), " labels");
+  auto scaled = empty_on_huge_pages({images.size(0), 1, images.size(1), images.size(2)}, torch::kFloat);
+  scaled.copy_(images.unsqueeze(1)).div_(255.0f);
+  return {scaled, labels.to(torch::kLong)};
+}
+
+// Normalises the training images in place by their own mean and standard deviation.
+void normalise_training(ImageSplits& out, torch::Tensor& train_x, const std::string& dir) {
   out.mean = train_x.mean().item<double>();
   out.std = train_x.std().item<double>();
   check(out.std > 0, "load_mnist_family: training images in ", dir, " are constant");
   train_x.sub_(out.mean).div_(out.std);
+}
+
+}  // namespace
+
+ImageSplits load_mnist_family(const std::string& dir, const std::string& name) {
+  const auto paths = find_files(dir, 4);
+  auto [train_x, train_y] = load_pair(paths[0], paths[1]);
+  auto [test_x, test_y] = load_pair(paths[2], paths[3]);
+  check(train_x.sizes().slice(1) == test_x.sizes().slice(1), "load_mnist_family: training images are ",
+        train_x.sizes().slice(1), " but test images are ", test_x.sizes().slice(1));
+  ImageSplits out;
+  normalise_training(out, train_x, dir);
   test_x.sub_(out.mean).div_(out.std);
   // Class count from the training labels: a test split that lacks a class must not shrink C.
   const int64_t classes = train_y.max().item<int64_t>() + 1;
   out.train = TensorDataset(train_x, train_y, classes, name + "/train");
   out.test = TensorDataset(test_x, test_y, classes, name + "/test");
   return out;
+}
+
+TensorDataset load_mnist_split(const std::string& dir, const std::string& split, const std::string& name) {
+  check(split == "train" || split == "test", "load_mnist_split: split must be train or test, got \"", split, "\"");
+  if (split == "test") return load_mnist_family(dir, name).test;
+  const auto paths = find_files(dir, 2);
+  auto [train_x, train_y] = load_pair(paths[0], paths[1]);
+  ImageSplits stats;
+  normalise_training(stats, train_x, dir);
+  return TensorDataset(train_x, train_y, train_y.max().item<int64_t>() + 1, name + "/train");
 }
 
 }  // namespace kdistill::data

@@ -20,8 +20,7 @@ TensorDataset load_spec(const std::string& spec, const std::string& split) {
   }
   if (parts.size() == 1 || parts[0] == "idx") {
     const auto dir = parts.size() == 1 ? parts[0] : spec.substr(4);
-    auto splits = load_mnist_family(dir, "idx");
-    return split == "train" ? splits.train : splits.test;
+    return load_mnist_split(dir, split, "idx");
   }
   if (parts[0] == "hdf5") {
     check(parts.size() == 2 || parts.size() == 4, "--data: expected hdf5:FILE or hdf5:FILE:FEATURES:LABELS, got \"",

@@ -83,6 +83,32 @@ TEST(Idx, ReadsGzWrittenByPython) {
   for (int64_t i = 0; i < 30; ++i) EXPECT_EQ(flat[i].item<int64_t>(), (i * 7 + 1) % 256) << i;
 }
 
+// A well-formed single-member .gz is inflated whole (libdeflate): its tensor is a view past the
+// IDX header of the inflated file. Two gzip members (what `cat a.gz b.gz` makes) are valid gzip
+// that the whole-file path declines; the streaming reader must then return the same values.
+TEST(Idx, WholeFileAndMultiMemberGzipAgree) {
+  TempDir dir;
+  // 6 MB: large enough for the huge-page buffer, varied enough to compress into real blocks.
+  auto values = torch::arange(0, 1500 * 4000, torch::kLong).reshape({1500, 4000});
+  values = (values * 31 + values.floor_divide(4000) * 7).remainder(253).to(torch::kUInt8);
+  const std::string single = dir / "single.gz";
+  write_idx(single, values);
+  const auto whole = read_idx(single);
+  EXPECT_TRUE(torch::equal(whole, values));
+  EXPECT_EQ(whole.storage_offset(), 4 + 4 * 2) << "expected the whole-file path";
+
+  const std::string multi = dir / "multi.gz";
+  const auto r = kdistill::test::python(
+      "import gzip\n"
+      "raw = gzip.decompress(open(r'" + single + "', 'rb').read())\n"
+      "half = len(raw) // 2\n"
+      "open(r'" + multi + "', 'wb').write(gzip.compress(raw[:half]) + gzip.compress(raw[half:]))\n");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto streamed = read_idx(multi);
+  EXPECT_TRUE(torch::equal(streamed, values));
+  EXPECT_EQ(streamed.storage_offset(), 0) << "expected the streaming path";
+}
+
 TEST(Idx, WriteRejectsBadTensors) {
   TempDir dir;
   EXPECT_THROW(write_idx(dir / "f.gz", torch::zeros({3})), kdistill::Error);  // float

@@ -16,6 +16,7 @@
 namespace {
 
 using kdistill::data::load_mnist_family;
+using kdistill::data::load_mnist_split;
 using kdistill::data::write_idx;
 using kdistill::test::TempDir;
 
@@ -84,6 +85,28 @@ TEST(Mnist, LoadsPlainDirectory) {
   TempDir dir;
   const auto raw = write_tiny(dir, "");
   check_tiny(dir.path(), raw);
+}
+
+// One split is normalised exactly as the pair is (by the training statistics), and the training
+// split reads only the training files.
+TEST(Mnist, OneSplitMatchesTheFamilyAndTrainNeedsNoTestFiles) {
+  TempDir dir;
+  write_tiny(dir, ".gz");
+  const auto both = load_mnist_family(dir.path(), "tiny");
+  for (const std::string split : {"train", "test"}) {
+    const auto one = load_mnist_split(dir.path(), split, "tiny");
+    const auto& ref = split == "train" ? both.train : both.test;
+    EXPECT_TRUE(torch::equal(one.features(), ref.features())) << split;  // bitwise
+    EXPECT_TRUE(torch::equal(one.targets(), ref.targets())) << split;
+    EXPECT_EQ(one.num_classes(), 3) << split;
+    EXPECT_EQ(one.name(), "tiny/" + split);
+  }
+  std::filesystem::remove(dir / "t10k-images-idx3-ubyte.gz");
+  EXPECT_TRUE(torch::equal(load_mnist_split(dir.path(), "train", "tiny").features(), both.train.features()));
+  const auto msg = kdistill::test::error_of([&] { load_mnist_split(dir.path(), "test"); });
+  EXPECT_NE(msg.find(dir / "t10k-images-idx3-ubyte.gz"), std::string::npos) << msg;
+  const auto bad = kdistill::test::error_of([&] { load_mnist_split(dir.path(), "validation"); });
+  EXPECT_NE(bad.find("split must be train or test, got \"validation\""), std::string::npos) << bad;
 }
 
 TEST(Mnist, MissingDirectoryListsFilesLookedFor) {
