@@ -1,5 +1,6 @@
 // `kdistill train`, `kdistill cache-teacher` and `kdistill eval`: configured runs, offline
 // teacher logits, and evaluation of saved models.
+#include <chrono>
 #include <cmath>
 #include <cstdlib>
 #include <iostream>
@@ -102,6 +103,7 @@ Run add_cache_teacher(CLI::App& app) {
     ModelTeacher teacher(Model::load_torchscript(a->teacher, device));
     teacher.set_precision(precision);
     const auto sha = io::sha256_file(a->teacher);
+    const auto started = std::chrono::steady_clock::now();
     auto info = cache_teacher(teacher, dataset, a->out,
                               CacheOptions()
                                   .format(a->format)
@@ -114,8 +116,12 @@ Run add_cache_teacher(CLI::App& app) {
     std::string what = "logits";
     if (info.format == "topk") what = fmt::format("top-{} of", info.k);
     if (info.format == "sampled") what = fmt::format("{} draws at T = {:g} from", info.draws, info.temperature);
+    // The teacher's passes, hashing the data and writing the file: what --precision changes.
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
     std::cout << fmt::format("wrote {}: {} [{}, {}], {:.1f} bytes per sample, data_sha256 {}\n", a->out, what,
-                             info.samples, info.classes, info.bytes_per_row, info.data_sha256);
+                             info.samples, info.classes, info.bytes_per_row, info.data_sha256)
+              << fmt::format("cached {} samples in {:.2f} s ({:.0f} samples/s)\n", info.samples, seconds,
+                             info.samples / std::max(seconds, 1e-9));
     return 0;
   };
 }

@@ -4,6 +4,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <string>
 
 #include <nlohmann/json.hpp>
 #include <torch/torch.h>
@@ -223,6 +225,13 @@ TEST(Cli, BenchAndCacheTeacherInBf16) {
     auto c = cli("cache-teacher --teacher " + fx + "/teacher.pt --data hdf5:" + fx + "/test.h5 --out " +
                  (dir / (std::string(p) + ".h5")) + " --precision " + p);
     ASSERT_EQ(c.status, 0) << c.err;
+    // The command times what the precision changes: "cached N samples in S s (R samples/s)".
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(c.out, m, std::regex(R"(cached (\d+) samples in ([0-9.]+) s \((\d+) samples/s\))")))
+        << c.out;
+    const double n = std::stod(m[1]), seconds = std::stod(m[2]), rate = std::stod(m[3]);
+    EXPECT_EQ(n, CachedTeacher(dir / (std::string(p) + ".h5")).info().samples) << c.out;
+    if (seconds >= 0.05) EXPECT_NEAR(rate, n / seconds, 0.1 * n / seconds) << c.out;  // 2 decimals of seconds
   }
   auto a = CachedTeacher(dir / "fp32.h5").all(), b = CachedTeacher(dir / "bf16.h5").all();
   EXPECT_EQ(b.scalar_type(), torch::kFloat);
