@@ -28,11 +28,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <thread>
 
 #include "kdistill/core/error.h"
 #include "kdistill/core/logging.h"
@@ -63,7 +67,74 @@ std::chrono::milliseconds to_ms(double seconds) {
   return std::chrono::milliseconds(static_cast<int64_t>(seconds * 1000.0));
 }
 
+// Liveness in groups of more than two ranks, where a failed collective does not say which peer
+// stopped: every rank adds 1 to its own counter in the store every kBeat, from a thread with its
+// own connection. A rank whose collective failed reads every counter twice, kSilence apart, and
+// names the ranks whose counters did not move.
+constexpr auto kBeat = std::chrono::milliseconds(250);
+constexpr auto kSilence = std::chrono::milliseconds(2000);
+// The heartbeat's and the roll call's connections give up after this: a stopped store must not
+// hold a failing rank, or a rank's exit, for the group's whole timeout.
+constexpr auto kStoreWait = std::chrono::milliseconds(2000);
+
+std::string beat_key(int64_t rank) { return "kdistill/beat/" + std::to_string(rank); }
+
 }  // namespace
+
+// Where the store is, to open more connections to it.
+struct StoreAddress {
+  std::string host;
+  uint16_t port = 0;
+  std::string prefix;  // with a launcher's store: the attempt's prefix
+
+  c10::intrusive_ptr<c10d::Store> connect() const {
+    c10d::TCPStoreOptions o;
+    o.port = port;
+    o.isServer = false;
+    o.waitWorkers = false;
+    o.timeout = kStoreWait;
+    c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(host, o);
+    if (!prefix.empty()) store = c10::make_intrusive<c10d::PrefixStore>(prefix, store);
+    return store;
+  }
+};
+
+class Heartbeat {
+ public:
+  Heartbeat(const StoreAddress& address, int64_t rank) {
+    thread_ = std::thread([this, address, rank] {
+      try {
+        auto store = address.connect();
+        const auto key = beat_key(rank);
+        std::unique_lock<std::mutex> lock(mutex_);
+        while (!stop_) {
+          lock.unlock();
+          store->add(key, 1);
+          lock.lock();
+          wake_.wait_for(lock, kBeat, [this] { return stop_; });
+        }
+      } catch (const std::exception& e) {  // the store went away: the others will see this rank go quiet
+        logger()->debug("heartbeat of rank {} stopped: {}", rank, first_line(e.what()));
+      }
+    });
+  }
+  ~Heartbeat() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    thread_.join();
+  }
+  Heartbeat(const Heartbeat&) = delete;
+  Heartbeat& operator=(const Heartbeat&) = delete;
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+  std::thread thread_;
+};
 
 int64_t free_loopback_port() {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -102,6 +173,42 @@ struct ProcessGroup::Impl {
   torch::Device device{torch::kCPU};  // where NCCL's collectives run (Gloo: the CPU)
   c10::intrusive_ptr<c10d::Store> store;
   c10::intrusive_ptr<Backend> group;
+  StoreAddress address;
+  bool serves_store = false;
+  std::unique_ptr<Heartbeat> heartbeat;  // with more than two ranks
+
+  // Which peers stopped, for a failed collective's message. Two ranks: the other one. More: those
+  // whose heartbeat did not move in kSilence ("" if every peer still beats). A store that does
+  // not answer is named too: it lives in rank 0, unless a launcher serves it.
+  std::string stopped_peers() const {
+    if (size == 2) return "rank " + std::to_string(1 - rank) + " stopped";
+    try {
+      auto roll = address.connect();
+      auto read = [&] {
+        std::vector<int64_t> beats;
+        for (int64_t r = 0; r < size; ++r) beats.push_back(r == rank ? 0 : roll->add(beat_key(r), 0));
+        return beats;
+      };
+      const auto before = read();
+      std::this_thread::sleep_for(kSilence);
+      const auto after = read();
+      std::string quiet;
+      int64_t count = 0;
+      for (int64_t r = 0; r < size; ++r) {
+        if (r == rank || after[r] != before[r]) continue;
+        quiet += (quiet.empty() ? "" : ", ") + std::to_string(r);
+        ++count;
+      }
+      if (count == 0) return "";
+      return (count == 1 ? "rank " : "ranks ") + quiet + " stopped (no heartbeat for " +
+             std::to_string(kSilence.count() / 1000) + " s)";
+    } catch (const std::exception&) {
+      return serves_store ? std::string("a rank stopped")  // unreachable: this rank serves the store
+                          : address.prefix.empty() ? std::string("rank 0 stopped (the store it serves does not answer)")
+                                                   : "the launcher's store at " + address.host + ":" +
+                                                         std::to_string(address.port) + " does not answer";
+    }
+  }
 
   // `t` as the collectives take it: dense, contiguous, on the group's device (a copy if not).
   torch::Tensor stage(const torch::Tensor& t) const {
@@ -115,10 +222,13 @@ struct ProcessGroup::Impl {
     } catch (const std::exception& e) {
       const auto* c10 = dynamic_cast<const c10::Error*>(&e);
       const std::string cause = first_line(c10 != nullptr ? c10->what_without_backtrace() : e.what());
-      const std::string peer =
-          size == 2 ? "rank " + std::to_string(1 - rank) : "another rank (of " + std::to_string(size) + ")";
-      fail("rank ", rank, " of ", size, ": ", what, " failed: ", peer, " stopped, or did not arrive within the ",
-           timeout_s, " s timeout (", backend, ": ", cause, ")");
+      const std::string stopped = stopped_peers();
+      if (stopped.empty()) {
+        fail("rank ", rank, " of ", size, ": ", what, " failed: another rank did not arrive within the ", timeout_s,
+             " s timeout, though every rank still beats: one is stuck or slow (", backend, ": ", cause, ")");
+      }
+      fail("rank ", rank, " of ", size, ": ", what, " failed: ", stopped, ", or did not arrive within the ", timeout_s,
+           " s timeout (", backend, ": ", cause, ")");
     }
   }
 };
@@ -143,6 +253,8 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const DistributedOptions& o, 
   impl->device = impl->backend == "nccl" ? device : torch::Device(torch::kCPU);
   const auto timeout = to_ms(o.timeout_s());
 
+  impl->address = StoreAddress{o.master_addr(), static_cast<uint16_t>(o.master_port()),
+                               o.launcher_store() ? "/worker/attempt_" + std::to_string(o.restart_count()) : ""};
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(o.master_port());
   store_options.isServer = o.rank() == 0 && !o.launcher_store();
@@ -150,11 +262,11 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const DistributedOptions& o, 
   store_options.numWorkers = static_cast<size_t>(o.world_size());
   store_options.waitWorkers = true;
   store_options.timeout = timeout;
+  impl->serves_store = store_options.isServer;
   try {
     impl->store = c10::make_intrusive<c10d::TCPStore>(o.master_addr(), store_options);
-    if (o.launcher_store()) {
-      impl->store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(o.restart_count()),
-                                                           impl->store);
+    if (!impl->address.prefix.empty()) {
+      impl->store = c10::make_intrusive<c10d::PrefixStore>(impl->address.prefix, impl->store);
     }
   } catch (const std::exception& e) {
     const auto* c10 = dynamic_cast<const c10::Error*>(&e);
@@ -200,6 +312,7 @@ std::shared_ptr<ProcessGroup> ProcessGroup::create(const DistributedOptions& o, 
     fail("ProcessGroup: the nccl backend needs a CUDA build of libtorch with NCCL; this one has none (use gloo)");
 #endif
   }
+  if (impl->size > 2) impl->heartbeat = std::make_unique<Heartbeat>(impl->address, impl->rank);
   logger()->debug("rank {} of {} joined the {} group at {}:{}", o.rank(), o.world_size(), impl->backend,
                  o.master_addr(), o.master_port());
   return std::shared_ptr<ProcessGroup>(new ProcessGroup(std::move(impl)));

@@ -399,6 +399,59 @@ TEST(Distributed, AHungRankFailsTheOtherAfterTheTimeout) {
   EXPECT_LT(seconds, 3 + 20);
 }
 
+// Of three or more ranks, a failed collective does not say which peer went: the others name it
+// from the heartbeats. Killed: rank 2, then rank 0, which also serves the store.
+TEST(Distributed, OfThreeRanksTheOthersNameTheKilledOne) {
+  KDISTILL_REQUIRE_GLOO();
+  {  // unharmed, three ranks finish, and their heartbeats stop with them
+    TempDir dir;
+    auto r = ranks(3, "--timeout 20 --out " + dir.path());
+    for (int k = 0; k < 3; ++k) EXPECT_EQ(r[k].status, 0) << k << ": " << r[k].err;
+    EXPECT_TRUE(fs::exists(dir / "final.pt"));
+  }
+  for (int killed : {2, 0}) {
+    TempDir dir;
+    std::vector<std::string> extra(3);
+    extra[killed] = "--kill-at-step 12";
+    const auto t0 = Clock::now();
+    auto r = ranks(3, "--timeout 20 --out " + dir.path(), extra);
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+    for (int k = 0; k < 3; ++k) {
+      if (k == killed) {
+        EXPECT_EQ(r[k].status, 128 + SIGKILL) << r[k].err;
+        continue;
+      }
+      EXPECT_EQ(r[k].status, 1) << k << ": " << r[k].err;
+      EXPECT_THAT(r[k].err, HasSubstr("rank " + std::to_string(k) + " of 3")) << killed;
+      EXPECT_THAT(r[k].err, HasSubstr("rank " + std::to_string(killed) + " stopped")) << killed;
+      EXPECT_THAT(r[k].err, ::testing::Not(HasSubstr("ranks "))) << killed;  // the survivor is not named
+    }
+    EXPECT_LT(seconds, 20 + 15) << killed;
+  }
+}
+
+// A hung rank (stopped, so its heartbeat stops too) is named once the others' timeout ends.
+TEST(Distributed, OfThreeRanksTheOthersNameTheHungOne) {
+  KDISTILL_REQUIRE_GLOO();
+  TempDir dir;
+  const int64_t port = free_loopback_port();
+  const auto base = self_exe() + " --child=dist --world 3 --port " + std::to_string(port) + " --timeout 3 --out " +
+                    dir.path() + " --rank ";
+  auto hung = std::async(std::launch::async, [&] { return run(base + "1 --stop-at-step 7"); });
+  auto two = std::async(std::launch::async, [&] { return run(base + "2"); });
+  auto zero = run(base + "0");
+  auto other = two.get();
+  for (int i = 0; i < 100 && !fs::exists(dir / "stopped.pid"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_TRUE(fs::exists(dir / "stopped.pid"));
+  ::kill(std::stoi(io::read_file(dir / "stopped.pid")), SIGKILL);
+  hung.get();
+  for (const auto* r : {&zero, &other}) {
+    EXPECT_EQ(r->status, 1) << r->err;
+    EXPECT_THAT(r->err, HasSubstr("rank 1 stopped (no heartbeat for 2 s)"));
+    EXPECT_THAT(r->err, HasSubstr("within the 3 s timeout"));
+  }
+}
+
 TEST(Distributed, ResumeAfterSigkillEqualsTheUninterruptedRun) {
   KDISTILL_REQUIRE_GLOO();
   TempDir ref, killed;
