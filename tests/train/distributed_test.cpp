@@ -21,6 +21,7 @@
 #include "kdistill/data/tokens.h"
 #include "kdistill/models/builders.h"
 #include "kdistill/models/sequence.h"
+#include "kdistill/teachers/cache.h"
 #include "kdistill/train/trainer.h"
 #include "support.h"
 
@@ -97,10 +98,13 @@ std::vector<torch::Tensor> parameters(const Model& m) {
 
 // One process training `setup(tokens)` with the same global batch, in `micro_batches` parts:
 // its final weights and result, what the ranks' run is compared with.
-std::pair<std::vector<torch::Tensor>, TrainResult> one_process(bool tokens, int64_t micro_batches) {
+// With `cache`, the teacher is that logit cache (`stream`: read block by block).
+std::pair<std::vector<torch::Tensor>, TrainResult> one_process(bool tokens, int64_t micro_batches,
+                                                               const std::string& cache = "", bool stream = false) {
   auto s = setup(tokens, 0.0);
-  DistillTrainer trainer(s.student, std::make_shared<ModelTeacher>(s.teacher),
-                         options("").batch_size(s.batch_size).micro_batches(micro_batches));
+  std::shared_ptr<Teacher> teacher = std::make_shared<ModelTeacher>(s.teacher);
+  if (!cache.empty()) teacher = std::make_shared<CachedTeacher>(cache, CacheReadOptions().stream(stream));
+  DistillTrainer trainer(s.student, teacher, options("").batch_size(s.batch_size).micro_batches(micro_batches));
   auto result = trainer.fit(s.train, &s.eval);
   return {parameters(s.student), result};
 }
@@ -149,14 +153,14 @@ std::vector<Output> ranks(int world, const std::string& args, const std::vector<
 
 // One rank of a data-parallel run: `--rank R --world W --port P --out DIR [--dropout]
 // [--resume] [--timeout S] [--kill-at-step K] [--stop-at-step K] [--bucket-mb X]
-// [--micro-batches K]`. `--stop-at-step` writes the
+// [--micro-batches K] [--cache FILE [--stream]]`. `--stop-at-step` writes the
 // process id to DIR/stopped.pid and stops the process (SIGSTOP): a hung rank.
 int dist_child(const std::vector<std::string>& args) {
   int64_t rank = 0, world = 1, port = 0, kill_at = -1, stop_at = -1;
   int64_t micro_batches = 1;
   double timeout = 60, dropout = 0, bucket_mb = 0;
-  bool resume = false, tokens = false, cuda = false;
-  std::string out;
+  bool resume = false, tokens = false, cuda = false, stream = false;
+  std::string out, cache;
   for (size_t i = 0; i < args.size(); ++i) {
     if (args[i] == "--rank") rank = std::stoll(args.at(++i));
     else if (args[i] == "--world") world = std::stoll(args.at(++i));
@@ -171,6 +175,8 @@ int dist_child(const std::vector<std::string>& args) {
     else if (args[i] == "--stop-at-step") stop_at = std::stoll(args.at(++i));
     else if (args[i] == "--bucket-mb") bucket_mb = std::stod(args.at(++i));
     else if (args[i] == "--micro-batches") micro_batches = std::stoll(args.at(++i));
+    else if (args[i] == "--cache") cache = args.at(++i);
+    else if (args[i] == "--stream") stream = true;
   }
   try {
     auto s = setup(tokens, dropout);
@@ -182,7 +188,9 @@ int dist_child(const std::vector<std::string>& args) {
       o.process_group(ProcessGroup::create(
           DistributedOptions().rank(rank).world_size(world).master_port(port).timeout_s(timeout), device));
     }
-    DistillTrainer trainer(s.student, std::make_shared<ModelTeacher>(s.teacher), o);
+    std::shared_ptr<Teacher> teacher = std::make_shared<ModelTeacher>(s.teacher);
+    if (!cache.empty()) teacher = std::make_shared<CachedTeacher>(cache, CacheReadOptions().stream(stream));
+    DistillTrainer trainer(s.student, teacher, o);
     if (resume) trainer.resume();
     trainer.on_step([&](const StepInfo& s) {
       if (s.step == kill_at) std::raise(SIGKILL);
@@ -340,6 +348,29 @@ TEST(Distributed, SequencesAverageOverTheGlobalBatchsRealTokens) {
   EXPECT_TRUE(equal(w, w2)) << max_difference(w, w2);
   EXPECT_LT(max_difference(one_process(true, 1).first, w2), 1e-5);
   EXPECT_GT(max_difference(parameters(setup(true, 0.0).student), w2), 1e-3);  // it did train
+}
+
+// Each rank reads its rows of a top-k cache, loaded whole or streamed block by block: the same
+// weights as one process reading the same cache in two micro-batches.
+TEST(Distributed, RanksReadTheirRowsOfATopKCacheWholeOrStreamed) {
+  KDISTILL_REQUIRE_GLOO();
+  TempDir dir;
+  auto s = setup(false, 0.0);
+  ModelTeacher teacher(s.teacher);
+  const std::string cache = dir / "top2.h5";
+  cache_teacher_topk(teacher, s.train, cache, 2, "test-teacher");  // 481 rows: one block when streamed
+  for (bool stream : {false, true}) {
+    TempDir out;
+    auto r = ranks(2, "--cache " + cache + (stream ? " --stream" : "") + " --out " + out.path());
+    ASSERT_EQ(r[0].status, 0) << r[0].err;
+    ASSERT_EQ(r[1].status, 0) << r[1].err;
+    const auto w = weights(out / "final.pt");
+    const auto reference = one_process(false, 2, cache, stream).first;
+    EXPECT_TRUE(equal(reference, w)) << stream << ": " << max_difference(reference, w);
+    EXPECT_GT(max_difference(parameters(setup(false, 0.0).student), w), 1e-3) << stream;  // it did train
+    // The top-2 cache is not the live teacher: a different run.
+    EXPECT_GT(max_difference(one_process(false, 2).first, w), 1e-6) << stream;
+  }
 }
 
 TEST(Distributed, TwoGpusOverNcclTrainTheModelOneGpuTrains_CUDA) {
