@@ -146,6 +146,11 @@ std::vector<Output> ranks(int world, const std::string& args, const std::vector<
 
 }  // namespace
 
+// Every rank exited 0; if not, the test stops here (what it compares would be missing).
+#define ASSERT_RANKS_OK(outputs)                             \
+  for (size_t rank_ = 0; rank_ < (outputs).size(); ++rank_) \
+  ASSERT_EQ((outputs)[rank_].status, 0) << "rank " << rank_ << ": " << (outputs)[rank_].err
+
 #define KDISTILL_REQUIRE_GLOO()                                                                         \
   do {                                                                                                  \
     if (!ProcessGroup::has_backend("gloo")) GTEST_SKIP() << "built without Gloo's headers (libgloo-dev)"; \
@@ -280,8 +285,7 @@ TEST(Distributed, TwoRanksTrainTheModelOneProcessTrainsWithTheSameGlobalBatch) {
   KDISTILL_REQUIRE_GLOO();
   TempDir dir;
   auto r = ranks(2, "--out " + dir.path());
-  ASSERT_EQ(r[0].status, 0) << r[0].err;
-  ASSERT_EQ(r[1].status, 0) << r[1].err;
+  ASSERT_RANKS_OK(r);
 
   // One process, the same global batch of 32 run as two micro-batches of 16: the same split of
   // every batch, so the same sums in the same order: bitwise the same weights.
@@ -315,8 +319,7 @@ TEST(Distributed, BucketsStartDuringBackwardAndSumAsOneBucketDoes) {
   // by backward's hook on that parameter, in the same order on both ranks.
   TempDir dir;
   auto r = ranks(2, "--bucket-mb 0.000002 --out " + dir.path());
-  ASSERT_EQ(r[0].status, 0) << r[0].err;
-  ASSERT_EQ(r[1].status, 0) << r[1].err;
+  ASSERT_RANKS_OK(r);
   const auto w = weights(dir / "final.pt");
   const auto reference = one_process(false, 2).first;
   EXPECT_TRUE(equal(reference, w)) << max_difference(reference, w);
@@ -330,8 +333,7 @@ TEST(Distributed, BucketsStartDuringBackwardAndSumAsOneBucketDoes) {
   // 4 parts sums the same parts in another order: equal up to rounding.
   TempDir micro;
   r = ranks(2, "--bucket-mb 0.000002 --micro-batches 2 --out " + micro.path());
-  ASSERT_EQ(r[0].status, 0) << r[0].err;
-  ASSERT_EQ(r[1].status, 0) << r[1].err;
+  ASSERT_RANKS_OK(r);
   const auto w4 = weights(micro / "final.pt");
   EXPECT_LT(max_difference(one_process(false, 4).first, w4), 1e-5);
 }
@@ -340,8 +342,7 @@ TEST(Distributed, SequencesAverageOverTheGlobalBatchsRealTokens) {
   KDISTILL_REQUIRE_GLOO();
   TempDir dir;
   auto r = ranks(2, "--tokens --out " + dir.path());
-  ASSERT_EQ(r[0].status, 0) << r[0].err;
-  ASSERT_EQ(r[1].status, 0) << r[1].err;
+  ASSERT_RANKS_OK(r);
   // Each rank weights its tokens against the whole batch's real tokens (the ranks' counts
   // differ with the padding): the same as one process in two micro-batches, bitwise.
   const auto w = one_process(true, 2).first, w2 = weights(dir / "final.pt", 0.0, true);
@@ -362,8 +363,7 @@ TEST(Distributed, RanksReadTheirRowsOfATopKCacheWholeOrStreamed) {
   for (bool stream : {false, true}) {
     TempDir out;
     auto r = ranks(2, "--cache " + cache + (stream ? " --stream" : "") + " --out " + out.path());
-    ASSERT_EQ(r[0].status, 0) << r[0].err;
-    ASSERT_EQ(r[1].status, 0) << r[1].err;
+    ASSERT_RANKS_OK(r);
     const auto w = weights(out / "final.pt");
     const auto reference = one_process(false, 2, cache, stream).first;
     EXPECT_TRUE(equal(reference, w)) << stream << ": " << max_difference(reference, w);
@@ -378,8 +378,7 @@ TEST(Distributed, TwoGpusOverNcclTrainTheModelOneGpuTrains_CUDA) {
   if (!ProcessGroup::has_backend("nccl")) GTEST_SKIP() << "this libtorch has no NCCL";
   TempDir dir;
   auto r = ranks(2, "--cuda --out " + dir.path());
-  ASSERT_EQ(r[0].status, 0) << r[0].err;
-  ASSERT_EQ(r[1].status, 0) << r[1].err;
+  ASSERT_RANKS_OK(r);
   auto s = setup(false, 0.0);  // one_process's run, on cuda:0
   DistillTrainer one(s.student, std::make_shared<ModelTeacher>(s.teacher),
                      options("").micro_batches(2).device("cuda:0"));
@@ -403,8 +402,7 @@ TEST(Distributed, AKilledRankStopsTheOtherWithinTheTimeoutAndTheCheckpointStays)
   EXPECT_FALSE(fs::exists(dir / "final.pt"));
   // The step-10 checkpoint is whole: a resume of both ranks finishes the run.
   auto again = ranks(2, "--resume --out " + dir.path());
-  EXPECT_EQ(again[0].status, 0) << again[0].err;
-  EXPECT_EQ(again[1].status, 0) << again[1].err;
+  ASSERT_RANKS_OK(again);
   EXPECT_THAT(again[0].err + again[1].err, ::testing::Not(HasSubstr("error")));
 }
 
@@ -437,7 +435,7 @@ TEST(Distributed, OfThreeRanksTheOthersNameTheKilledOne) {
   {  // unharmed, three ranks finish, and their heartbeats stop with them
     TempDir dir;
     auto r = ranks(3, "--timeout 20 --out " + dir.path());
-    for (int k = 0; k < 3; ++k) EXPECT_EQ(r[k].status, 0) << k << ": " << r[k].err;
+    ASSERT_RANKS_OK(r);
     EXPECT_TRUE(fs::exists(dir / "final.pt"));
   }
   for (int killed : {2, 0}) {
@@ -488,8 +486,7 @@ TEST(Distributed, ResumeAfterSigkillEqualsTheUninterruptedRun) {
   TempDir ref, killed;
   // With dropout: every rank draws its own masks, and the checkpoint keeps every rank's generator.
   auto full = ranks(2, "--dropout --out " + ref.path());
-  ASSERT_EQ(full[0].status, 0) << full[0].err;
-  ASSERT_EQ(full[1].status, 0) << full[1].err;
+  ASSERT_RANKS_OK(full);
   // Killed mid-epoch after the checkpoint of step 10, then at step 23, resuming from step 20: by
   // then the ranks' generators differ (step 16's batch had one row, all of it rank 1's), and
   // each must continue its own.
@@ -500,7 +497,7 @@ TEST(Distributed, ResumeAfterSigkillEqualsTheUninterruptedRun) {
     ASSERT_EQ(r[0].status, 1) << r[0].err;
   }
   auto done = ranks(2, "--dropout --resume --out " + killed.path());
-  ASSERT_EQ(done[0].status, 0) << done[0].err;
+  ASSERT_RANKS_OK(done);
   const auto a = weights(ref / "final.pt", 0.2), b = weights(killed / "final.pt", 0.2);
   EXPECT_TRUE(equal(a, b)) << max_difference(a, b);
 }
@@ -509,12 +506,12 @@ TEST(Distributed, ARunResumesWithADifferentWorldSize) {
   KDISTILL_REQUIRE_GLOO();
   TempDir ref, killed;
   auto full = ranks(2, "--out " + ref.path());
-  ASSERT_EQ(full[0].status, 0) << full[0].err;
+  ASSERT_RANKS_OK(full);
   auto r = ranks(2, "--timeout 20 --out " + killed.path(), {"", "--kill-at-step 23"});
   ASSERT_EQ(r[1].status, 128 + SIGKILL) << r[1].err;
   // One process continues from the 2-rank checkpoint of step 20: the global batch is the same.
   auto one = ranks(1, "--resume --out " + killed.path());
-  ASSERT_EQ(one[0].status, 0) << one[0].err;
+  ASSERT_RANKS_OK(one);
   EXPECT_THAT(one[0].err, HasSubstr("resuming a run of 2 process(es) with 1"));
   EXPECT_LT(max_difference(weights(ref / "final.pt"), weights(killed / "final.pt")), 1e-5);
 }
