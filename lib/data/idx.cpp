@@ -15,7 +15,7 @@
 #include <torch/torch.h>
 
 #include "kdistill/core/error.h"
-#include "huge_pages.h"
+#include "core/huge_pages.h"
 
 namespace kdistill::data {
 namespace {
@@ -101,7 +101,7 @@ std::optional<torch::Tensor> read_whole_gzip(const std::string& path) {
   if (inflated < 8 || inflated > kMaxInflation * size) return std::nullopt;
   // Pages of the buffer are touched only as the stream fills them: a lying trailer costs address
   // space, not memory.
-  auto buffer = empty_on_huge_pages({static_cast<int64_t>(inflated)}, torch::kUInt8);
+  auto buffer = detail::empty_on_huge_pages({static_cast<int64_t>(inflated)}, torch::kUInt8);
   auto* out = buffer.data_ptr<uint8_t>();
   std::unique_ptr<libdeflate_decompressor, decltype(&libdeflate_free_decompressor)> inflater(
       libdeflate_alloc_decompressor(), &libdeflate_free_decompressor);

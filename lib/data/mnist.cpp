@@ -7,7 +7,7 @@
 
 #include "kdistill/core/error.h"
 #include "kdistill/data/idx.h"
-#include "huge_pages.h"
+#include "core/huge_pages.h"
 
 namespace kdistill::data {
 namespace {
@@ -53,7 +53,7 @@ std::pair<torch::Tensor, torch::Tensor> load_pair(const std::string& image_path,
   check(labels.dim() == 1, "load_mnist_family: ", label_path, " must hold labels [N], got shape ", labels.sizes());
   check(images.size(0) == labels.size(0), "load_mnist_family: ", image_path, " has ", images.size(0),
         " images but ", label_path, " has ", labels.size(0), " labels");
-  auto scaled = empty_on_huge_pages({images.size(0), 1, images.size(1), images.size(2)}, torch::kFloat);
+  auto scaled = detail::empty_on_huge_pages({images.size(0), 1, images.size(1), images.size(2)}, torch::kFloat);
   scaled.copy_(images.unsqueeze(1)).div_(255.0f);
   return {scaled, labels.to(torch::kLong)};
 }

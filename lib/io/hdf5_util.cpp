@@ -1,5 +1,6 @@
 #include "io/hdf5_util.h"
 
+#include "core/huge_pages.h"
 #include "io/hdf5_checked.h"
 
 #include <filesystem>
@@ -97,7 +98,7 @@ torch::Tensor read_dataset(const std::string& who, const H5::H5File& file, const
     if (dtype == torch::kHalf) dtype = torch::kFloat;
     check_stored(ds, dims, ds.getDataType().getSize(), path, where);  // stored bytes per element
     std::vector<int64_t> shape(dims.begin(), dims.end());
-    auto out = torch::empty(shape, torch::TensorOptions().dtype(dtype));
+    auto out = detail::empty_on_huge_pages(shape, dtype);  // a data set, written once, in full
     if (out.numel() > 0) ds.read(out.data_ptr(), to_h5(dtype));
     return out;
   } catch (const H5::Exception& e) {

@@ -1,4 +1,4 @@
-#include "huge_pages.h"
+#include "core/huge_pages.h"
 
 #include <sys/mman.h>
 
@@ -9,7 +9,7 @@
 
 #include "kdistill/core/error.h"
 
-namespace kdistill::data {
+namespace kdistill::detail {
 
 torch::Tensor empty_on_huge_pages(at::IntArrayRef sizes, torch::ScalarType dtype) {
   constexpr size_t kHuge = size_t{2} << 20;
@@ -19,7 +19,7 @@ torch::Tensor empty_on_huge_pages(at::IntArrayRef sizes, torch::ScalarType dtype
   // boundary, so the whole tensor can sit on huge pages.
   const size_t length = bytes + kHuge;
   void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  check(base != MAP_FAILED, "cannot allocate ", bytes, " bytes for a data set: ", std::strerror(errno));
+  check(base != MAP_FAILED, "cannot allocate ", bytes, " bytes: ", std::strerror(errno));
   const auto start = (reinterpret_cast<uintptr_t>(base) + kHuge - 1) & ~(kHuge - 1);
   void* data = reinterpret_cast<void*>(start);
 #ifdef MADV_HUGEPAGE
@@ -29,4 +29,4 @@ torch::Tensor empty_on_huge_pages(at::IntArrayRef sizes, torch::ScalarType dtype
       data, sizes, [base, length](void*) { ::munmap(base, length); }, torch::TensorOptions().dtype(dtype));
 }
 
-}  // namespace kdistill::data
+}  // namespace kdistill::detail
