@@ -144,6 +144,33 @@ std::vector<Output> ranks(int world, const std::string& args, const std::vector<
   return out;
 }
 
+// `world` ranks with a 3 s timeout, rank 1 stopping itself (SIGSTOP) at step 7, a hung rank:
+// the other ranks' outputs and how long they ran. The stopped rank is killed after.
+struct HungRun {
+  std::vector<Output> others;
+  double seconds = 0;
+};
+HungRun run_with_a_hung_rank(int world, const std::string& out) {
+  const int64_t port = free_loopback_port();
+  const auto base = self_exe() + " --child=dist --world " + std::to_string(world) + " --port " + std::to_string(port) +
+                    " --timeout 3 --out " + out + " --rank ";
+  const auto t0 = Clock::now();
+  auto hung = std::async(std::launch::async, [&] { return run(base + "1 --stop-at-step 7"); });
+  std::vector<std::future<Output>> others;
+  for (int r = 0; r < world; ++r) {
+    if (r != 1) others.push_back(std::async(std::launch::async, [&base, r] { return run(base + std::to_string(r)); }));
+  }
+  HungRun h;
+  for (auto& f : others) h.others.push_back(f.get());
+  h.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  const auto pid_file = fs::path(out) / "stopped.pid";
+  for (int i = 0; i < 100 && !fs::exists(pid_file); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(fs::exists(pid_file));
+  if (fs::exists(pid_file)) ::kill(std::stoi(io::read_file(pid_file.string())), SIGKILL);
+  hung.get();
+  return h;
+}
+
 }  // namespace
 
 // Every rank exited 0; if not, the test stops here (what it compares would be missing).
@@ -409,23 +436,13 @@ TEST(Distributed, AKilledRankStopsTheOtherWithinTheTimeoutAndTheCheckpointStays)
 TEST(Distributed, AHungRankFailsTheOtherAfterTheTimeout) {
   KDISTILL_REQUIRE_GLOO();
   TempDir dir;
-  const int64_t port = free_loopback_port();
-  const auto base = self_exe() + " --child=dist --world 2 --port " + std::to_string(port) + " --timeout 3 --out " +
-                    dir.path() + " --rank ";
-  const auto t0 = Clock::now();
-  auto hung = std::async(std::launch::async, [&] { return run(base + "1 --stop-at-step 7"); });
-  auto other = run(base + "0");
-  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
-  // Release the stopped rank, then let it go.
-  for (int i = 0; i < 100 && !fs::exists(dir / "stopped.pid"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(fs::exists(dir / "stopped.pid"));
-  ::kill(std::stoi(io::read_file(dir / "stopped.pid")), SIGKILL);
-  hung.get();
-  EXPECT_EQ(other.status, 1) << other.err;
-  EXPECT_THAT(other.err, HasSubstr("rank 0 of 2"));
-  EXPECT_THAT(other.err, HasSubstr("within the 3 s timeout"));
-  EXPECT_GE(seconds, 3);
-  EXPECT_LT(seconds, 3 + 20);
+  const auto h = run_with_a_hung_rank(2, dir.path());
+  ASSERT_EQ(h.others.size(), 1u);
+  EXPECT_EQ(h.others[0].status, 1) << h.others[0].err;
+  EXPECT_THAT(h.others[0].err, HasSubstr("rank 0 of 2"));
+  EXPECT_THAT(h.others[0].err, HasSubstr("within the 3 s timeout"));
+  EXPECT_GE(h.seconds, 3);
+  EXPECT_LT(h.seconds, 3 + 20);
 }
 
 // Of three or more ranks, a failed collective does not say which peer went: the others name it
@@ -463,21 +480,12 @@ TEST(Distributed, OfThreeRanksTheOthersNameTheKilledOne) {
 TEST(Distributed, OfThreeRanksTheOthersNameTheHungOne) {
   KDISTILL_REQUIRE_GLOO();
   TempDir dir;
-  const int64_t port = free_loopback_port();
-  const auto base = self_exe() + " --child=dist --world 3 --port " + std::to_string(port) + " --timeout 3 --out " +
-                    dir.path() + " --rank ";
-  auto hung = std::async(std::launch::async, [&] { return run(base + "1 --stop-at-step 7"); });
-  auto two = std::async(std::launch::async, [&] { return run(base + "2"); });
-  auto zero = run(base + "0");
-  auto other = two.get();
-  for (int i = 0; i < 100 && !fs::exists(dir / "stopped.pid"); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  ASSERT_TRUE(fs::exists(dir / "stopped.pid"));
-  ::kill(std::stoi(io::read_file(dir / "stopped.pid")), SIGKILL);
-  hung.get();
-  for (const auto* r : {&zero, &other}) {
-    EXPECT_EQ(r->status, 1) << r->err;
-    EXPECT_THAT(r->err, HasSubstr("rank 1 stopped (no heartbeat for 2 s)"));
-    EXPECT_THAT(r->err, HasSubstr("within the 3 s timeout"));
+  const auto h = run_with_a_hung_rank(3, dir.path());
+  ASSERT_EQ(h.others.size(), 2u);
+  for (const auto& r : h.others) {
+    EXPECT_EQ(r.status, 1) << r.err;
+    EXPECT_THAT(r.err, HasSubstr("rank 1 stopped (no heartbeat for 2 s)"));
+    EXPECT_THAT(r.err, HasSubstr("within the 3 s timeout"));
   }
 }
 
