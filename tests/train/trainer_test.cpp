@@ -307,6 +307,53 @@ TEST(Trainer, ResumeAfterSigkillIsBitwiseInBf16) {
               ::testing::HasSubstr("was written with student_bf16 1, this run has student_bf16 0"));
 }
 
+// bf16 on `device` (CUDA autocast on a GPU): the student distils from a bf16 teacher alone and
+// learns its rule, its master weights stay fp32 on the device, and it saves as fp32 that loads on the
+// CPU. The same seed again gives the same weights up to 1e-6.
+void distil_in_bf16_on(const std::string& device) {
+  TempDir dir;
+  auto train = synthetic(600, 1), eval = synthetic(300, 2);
+  auto fit = [&](const std::string& saved_as) {
+    auto student = small_mlp(3);
+    auto teacher = std::make_shared<ModelTeacher>(small_mlp(7));
+    DistillTrainer trainer(student, teacher,
+                           quiet()
+                               .epochs(8)
+                               .device(device)
+                               .loss(KDLossOptions().temperature(2).alpha(1.0))  // the teacher alone
+                               .precision(PrecisionOptions().teacher(Precision::kBFloat16).student(Precision::kBFloat16)));
+    auto r = trainer.fit(train, &eval);
+    student.save(saved_as);
+    for (auto& p : student.parameters()) {
+      EXPECT_EQ(p.device().type(), torch::Device(device).type());
+      EXPECT_EQ(p.scalar_type(), torch::kFloat);
+    }
+    return std::make_pair(r, snapshot(student));
+  };
+  const auto [r, weights] = fit(dir / "a.pt");
+  EXPECT_GT(r.final_eval.agreement, 0.8);
+  EXPECT_LT(r.epochs.back().train_loss, r.epochs.front().train_loss);
+  auto saved = small_mlp(0);
+  saved.load_weights(dir / "a.pt");
+  for (auto& p : saved.parameters()) {
+    EXPECT_FALSE(p.is_cuda());
+    EXPECT_EQ(p.scalar_type(), torch::kFloat);
+  }
+  const auto again = fit(dir / "b.pt").second;
+  double most = 0;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    most = std::max(most, (weights[i] - again[i]).abs().max().item<double>());
+  }
+  EXPECT_LT(most, 1e-6);
+}
+
+TEST(Trainer, DistilsInBf16AndSavesFp32) { distil_in_bf16_on("cpu"); }
+
+TEST(Trainer, DistilsOnCudaInBf16AndSavesFp32_CUDA) {
+  if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device: training on CUDA in bf16 is not tested here";
+  distil_in_bf16_on("cuda");
+}
+
 // A checkpoint records its objective's terms: another objective (here without parameters, so the
 // tensors alone would match) is refused at fit().
 TEST(Trainer, CheckpointOfAnObjectiveWithOtherTermsIsRefused) {
