@@ -20,16 +20,14 @@ kdistill_require(ZLIB zlib1g-dev)
 kdistill_require(yaml-cpp libyaml-cpp-dev)
 kdistill_require(nlohmann_json nlohmann-json3-dev)
 kdistill_require(OpenSSL libssl-dev COMPONENTS Crypto)
-# libdeflate inflates a whole .gz file about 2x faster than zlib (lib/data/idx.cpp); it has no CMake
-# package, only pkg-config.
-find_package(PkgConfig QUIET)
-if(PkgConfig_FOUND)
-  pkg_check_modules(LIBDEFLATE QUIET IMPORTED_TARGET libdeflate)
-endif()
-if(NOT TARGET PkgConfig::LIBDEFLATE)
+# libdeflate inflates a whole .gz file about 2x faster than zlib (lib/data/idx.cpp). It has no CMake
+# package; its one header and library are found directly (no pkg-config needed).
+find_path(KDISTILL_LIBDEFLATE_INCLUDE_DIR libdeflate.h)
+find_library(KDISTILL_LIBDEFLATE_LIBRARY deflate)
+if(NOT KDISTILL_LIBDEFLATE_INCLUDE_DIR OR NOT KDISTILL_LIBDEFLATE_LIBRARY)
   message(FATAL_ERROR
-    "kdistill: libdeflate was not found (through pkg-config). On Debian 12 install it with:\n"
-    "    apt-get install libdeflate-dev pkg-config\n"
+    "kdistill: libdeflate was not found. On Debian 12 install it with:\n"
+    "    apt-get install libdeflate-dev\n"
     "or run scripts/setup.sh, which installs every dependency.")
 endif()
 if(KDISTILL_BUILD_EXAMPLES)
