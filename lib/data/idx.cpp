@@ -83,7 +83,7 @@ uint32_t big_endian(const unsigned char* b) {
 constexpr uint64_t kMaxInflation = 1032;
 
 // The fast path for the common case, a well-formed single-member .gz file: libdeflate inflates
-// the whole file at once, about 2x faster than zlib's stream (bench/results/cache_teacher_bf16_cpu.txt),
+// the whole file at once, about 2x faster than zlib's stream (docs/performance.md#loading-data),
 // into memory that may sit on huge pages. Anything unexpected (not gzip, several members, a
 // trailer or header that does not match, a corrupt stream) returns nothing, and the streaming
 // reader below reads the file again and says precisely what is wrong.

@@ -28,7 +28,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -203,10 +202,9 @@ struct ProcessGroup::Impl {
       return (count == 1 ? "rank " : "ranks ") + quiet + " stopped (no heartbeat for " +
              std::to_string(kSilence.count() / 1000) + " s)";
     } catch (const std::exception&) {
-      return serves_store ? std::string("a rank stopped")  // unreachable: this rank serves the store
-                          : address.prefix.empty() ? std::string("rank 0 stopped (the store it serves does not answer)")
-                                                   : "the launcher's store at " + address.host + ":" +
-                                                         std::to_string(address.port) + " does not answer";
+      if (serves_store) return "another rank stopped";  // this rank's own store did not answer: no names
+      if (address.prefix.empty()) return "rank 0 stopped (the store it serves does not answer)";
+      return "the launcher's store at " + address.host + ":" + std::to_string(address.port) + " does not answer";
     }
   }
 
