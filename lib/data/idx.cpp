@@ -92,11 +92,15 @@ std::optional<torch::Tensor> read_whole_gzip(const std::string& path) {
   if (!in) return std::nullopt;
   const auto size = static_cast<uint64_t>(in.tellg());
   if (size < 18) return std::nullopt;  // 10-byte header + 8-byte trailer
-  std::vector<unsigned char> packed(size);
+  std::unique_ptr<unsigned char[]> holder(new unsigned char[size]);  // not zeroed: the file fills it
+  unsigned char* packed = holder.get();
   in.seekg(0);
-  if (!in.read(reinterpret_cast<char*>(packed.data()), static_cast<std::streamsize>(size))) return std::nullopt;
-  if (packed[0] != 0x1f || packed[1] != 0x8b) return std::nullopt;
-  const unsigned char* t = packed.data() + size - 4;  // ISIZE: the inflated length mod 2^32
+  // A plain file is not read twice: the gzip magic number first.
+  if (!in.read(reinterpret_cast<char*>(packed), 2) || packed[0] != 0x1f || packed[1] != 0x8b) {
+    return std::nullopt;
+  }
+  if (!in.read(reinterpret_cast<char*>(packed) + 2, static_cast<std::streamsize>(size - 2))) return std::nullopt;
+  const unsigned char* t = packed + size - 4;  // ISIZE: the inflated length mod 2^32
   const uint64_t inflated = uint64_t{t[0]} | (uint64_t{t[1]} << 8) | (uint64_t{t[2]} << 16) | (uint64_t{t[3]} << 24);
   if (inflated < 8 || inflated > kMaxInflation * size) return std::nullopt;
   // Pages of the buffer are touched only as the stream fills them: a lying trailer costs address
@@ -107,7 +111,7 @@ std::optional<torch::Tensor> read_whole_gzip(const std::string& path) {
       libdeflate_alloc_decompressor(), &libdeflate_free_decompressor);
   if (!inflater) return std::nullopt;
   size_t used = 0, produced = 0;
-  if (libdeflate_gzip_decompress_ex(inflater.get(), packed.data(), size, out, inflated, &used, &produced) !=
+  if (libdeflate_gzip_decompress_ex(inflater.get(), packed, size, out, inflated, &used, &produced) !=
           LIBDEFLATE_SUCCESS ||
       used != size || produced != inflated) {
     return std::nullopt;
