@@ -5,7 +5,7 @@
 #
 # Usage: bench/run_ab_train_bench.sh A_BUILD_DIR B_BUILD_DIR OUT.json [ROUNDS, default 5]
 #   e.g. bench/run_ab_train_bench.sh /tmp/old/build build bench/results/engine_refactor.json
-# Environment: OMP_WAIT_POLICY (default passive, as the kdistill command sets it), A_LABEL and
+# Environment: OMP_WAIT_POLICY (default passive, the setting of the recorded A/B runs), A_LABEL and
 # B_LABEL (the commits measured, recorded in the file).
 set -euo pipefail
 cd "$(dirname "$0")/.."

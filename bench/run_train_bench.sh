@@ -12,7 +12,8 @@ trap 'rm -rf "$tmp"' EXIT
 
 # Three interleaved rounds of C++ and Python: this machine is shared and noisy, so each side's
 # median over rounds is compared, never one lucky run against an unlucky one. Both sides wait
-# passively in OpenMP (the kdistill command sets that itself). The C++ suite calls
+# passively in OpenMP (the setting of the recorded runs; the kdistill command now waits actively
+# unless told otherwise, docs/performance.md#openmp-waiting). The C++ suite calls
 # kdistill::tune_allocator() as the kdistill command does; Python runs twice, as a plain loop
 # (glibc's default malloc settings) and with the same malloc settings through GLIBC_TUNABLES,
 # so the allocator's share of the difference is on record.
