@@ -23,7 +23,7 @@ int main(int argc, char** argv) {
   using Main = int (*)(int, char**);
   auto run = reinterpret_cast<Main>(::dlsym(command, "kdistill_command_main"));
   if (run == nullptr) {
-    std::fprintf(stderr, "error: %s\n", ::dlerror());
+    std::fprintf(stderr, "error: the kdistill command module has no entry point: %s\n", ::dlerror());
     return 1;
   }
   return run(argc, argv);
