@@ -103,6 +103,43 @@ BENCHMARK(BM_TrainSteps)
     ->Unit(benchmark::kMillisecond)
     ->UseManualTime();
 
+// What the trainer costs over a hand-written LibTorch loop: the MLP-64 student from labels (kind 0
+// above) trained by the loop a user would write, the one bench/python_reference.py runs: shuffled
+// rows gathered with one index per batch, cross-entropy, SGD with momentum, the loss read each step.
+// Same data, seeds, batch, steps and timing as BM_TrainSteps.
+void BM_BareLibTorchSteps(benchmark::State& state) {
+  torch::set_num_threads(static_cast<int>(state.range(0)));
+  const auto& data = fashion_shaped();
+  const auto& x = data.features();
+  const auto& y = data.targets();
+  const int64_t steps = timed_steps();
+  double seconds = 0;
+  for (auto _ : state) {
+    torch::manual_seed(1);
+    torch::nn::Sequential net(torch::nn::Flatten(), torch::nn::Linear(784, 64), torch::nn::ReLU(),
+                              torch::nn::Linear(64, 10));
+    torch::optim::SGD opt(net->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
+    const auto order = torch::randperm(x.size(0));
+    auto step = [&](int64_t i) {
+      auto idx = order.narrow(0, (i * kBatch) % (x.size(0) - kBatch), kBatch);
+      auto loss = torch::nn::functional::cross_entropy(net->forward(x.index_select(0, idx)), y.index_select(0, idx));
+      opt.zero_grad();
+      loss.backward();
+      opt.step();
+      return loss.item<double>();
+    };
+    for (int64_t i = 0; i < kWarmupSteps; ++i) step(i);
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t i = 0; i < steps; ++i) benchmark::DoNotOptimize(step(i));
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    state.SetIterationTime(s);
+    seconds += s;
+  }
+  state.counters["train_samples_per_s"] =
+      static_cast<double>(kBatch * steps) * static_cast<double>(state.iterations()) / seconds;
+}
+BENCHMARK(BM_BareLibTorchSteps)->ArgNames({"threads"})->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseManualTime();
+
 // The same runs in bf16 on a CPU with AVX512-BF16 or AMX (or CUDA): kind 1 with the teacher in
 // bf16 (the student in fp32); kind 2, the teacher trained under bf16 autocast on fp32 weights;
 // kind 0, the student from labels under bf16 autocast; kind 3 as kind 0, from cached logits.
