@@ -29,6 +29,13 @@ stage() {
 }
 
 say "device: $(nvidia-smi -L 2>/dev/null | head -1 || echo 'no nvidia-smi')"
+# A CUDA libtorch's CMake package needs the CUDA toolkit; images often keep it off PATH.
+if ! command -v nvcc > /dev/null; then
+  for d in /usr/local/cuda /usr/local/cuda-*; do
+    if [ -x "$d/bin/nvcc" ]; then export PATH="$d/bin:$PATH" CUDACXX="$d/bin/nvcc"; break; fi
+  done
+fi
+say "nvcc: $(nvcc --version 2>/dev/null | tail -1 || echo 'none found: configuring a CUDA libtorch may fail')"
 say "torch: $(python3 -c 'import torch; print(torch.__version__, "cuda", torch.version.cuda, "devices", torch.cuda.device_count())' 2>&1)"
 
 unpack() {
