@@ -16,6 +16,7 @@ build=${1:-build}
 [ -f "$build/build.ninja" ] || { echo "check-torch2: $build is not a Ninja build folder (configure with -G Ninja)" >&2; exit 2; }
 grep -qxF '/.torch2/' .git/info/exclude 2>/dev/null || echo '/.torch2/' >> .git/info/exclude
 dir=$PWD/.torch2
+rm -rf "$dir/debs"  # one version of each package: the unpacking globs for it
 mkdir -p "$dir/apt/lists/partial" "$dir/debs"
 echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian trixie main contrib non-free" \
   > "$dir/apt/sources.list"

@@ -32,7 +32,7 @@ if(EXISTS "${WORK_DIR}/prefix/bin/kdistill")
   endif()
   # A module that loads but is not the command (here the library itself) is named as such.
   file(GLOB library "${WORK_DIR}/prefix/lib*/libkdistill.so")
-  file(COPY_FILE ${library} ${module})
+  configure_file(${library} ${module} COPYONLY)  # file(COPY_FILE) needs CMake 3.21
   execute_process(COMMAND "${WORK_DIR}/prefix/bin/kdistill" --version RESULT_VARIABLE rc ERROR_VARIABLE err)
   if(NOT rc EQUAL 1 OR NOT err MATCHES "^error: the kdistill command module has no entry point: .*kdistill_command_main")
     message(FATAL_ERROR "consumer test: kdistill with a module lacking its entry point exited ${rc}:\n${err}")
