@@ -1,6 +1,8 @@
 #include "kdistill/data/mnist.h"
 
 #include <filesystem>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -58,12 +60,12 @@ std::pair<torch::Tensor, torch::Tensor> load_pair(const std::string& image_path,
   return {scaled, labels.to(torch::kLong)};
 }
 
-// Normalises the training images in place by their own mean and standard deviation.
-void normalise_training(ImageSplits& out, torch::Tensor& train_x, const std::string& dir) {
-  out.mean = train_x.mean().item<double>();
-  out.std = train_x.std().item<double>();
-  check(out.std > 0, "load_mnist_family: training images in ", dir, " are constant");
-  train_x.sub_(out.mean).div_(out.std);
+// Normalises the training images in place by their own mean and standard deviation; returns those.
+std::pair<double, double> normalise_training(torch::Tensor& train_x, const std::string& dir) {
+  const double mean = train_x.mean().item<double>(), std = train_x.std().item<double>();
+  check(std > 0, "load_mnist_family: training images in ", dir, " are constant");
+  train_x.sub_(mean).div_(std);
+  return {mean, std};
 }
 
 }  // namespace
@@ -75,7 +77,7 @@ ImageSplits load_mnist_family(const std::string& dir, const std::string& name) {
   check(train_x.sizes().slice(1) == test_x.sizes().slice(1), "load_mnist_family: training images are ",
         train_x.sizes().slice(1), " but test images are ", test_x.sizes().slice(1));
   ImageSplits out;
-  normalise_training(out, train_x, dir);
+  std::tie(out.mean, out.std) = normalise_training(train_x, dir);
   test_x.sub_(out.mean).div_(out.std);
   // Class count from the training labels: a test split that lacks a class must not shrink C.
   const int64_t classes = train_y.max().item<int64_t>() + 1;
@@ -89,8 +91,7 @@ TensorDataset load_mnist_split(const std::string& dir, const std::string& split,
   if (split == "test") return load_mnist_family(dir, name).test;
   const auto paths = find_files(dir, 2);
   auto [train_x, train_y] = load_pair(paths[0], paths[1]);
-  ImageSplits stats;
-  normalise_training(stats, train_x, dir);
+  normalise_training(train_x, dir);
   return TensorDataset(train_x, train_y, train_y.max().item<int64_t>() + 1, name + "/train");
 }
 
